@@ -1,0 +1,203 @@
+"""Reading and writing volumes: the one place where file conventions are converted.
+
+NIfTI files are read and written with nibabel, whose affine is already the
+IJK->RAS matrix of an ``[i, j, k]`` array (it resolves sform/qform the way the
+NIfTI standard says, and keeps a sheared or oblique affine exactly). NRRD and
+MetaImage files go through SimpleITK, whose geometry is LPS: RAS = diag(-1, -1, 1)
+LPS. Arrays leave this module indexed ``[k, j, i]``.
+
+Every write goes to a temporary file beside the target and is renamed into
+place, so an interrupted or failed write never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .volume import Volume, check_volume
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+
+
+def file_suffix(path: str | Path) -> str:
+    """The format suffix of a path, with double suffixes such as ``.nii.gz`` and ``.seg.nrrd`` kept whole."""
+    name = Path(path).name.lower()
+    for suffix in (".nii.gz", ".seg.nrrd") + VOLUME_SUFFIXES + (".h5", ".hdf5", ".tfm", ".txt"):
+        if name.endswith(suffix):
+            return suffix
+    return Path(path).suffix.lower()
+
+
+def strip_suffix(path: str | Path) -> str:
+    """The file name without its (possibly double) format suffix: the case name."""
+    name = Path(path).name
+    return name[: len(name) - len(file_suffix(name))]
+
+
+def is_volume_file(path: str | Path) -> bool:
+    return file_suffix(path) in VOLUME_SUFFIXES + (".seg.nrrd",)
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if not path.is_file():
+        raise InputError(path, "is not a file")
+    if not is_volume_file(path):
+        raise InputError(path, f"unsupported file type '{file_suffix(path)}'; expected one of {', '.join(VOLUME_SUFFIXES)}")
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Array in nibabel's ``[i, j, k, ...]`` order and the IJK->RAS affine."""
+    import nibabel as nib
+
+    image = nib.load(str(path))
+    return np.asanyarray(image.dataobj), np.asarray(image.affine, dtype=float)
+
+
+def _sitk_ijk_to_ras(image) -> np.ndarray:
+    """IJK->RAS matrix of the first three axes of a SimpleITK image (LPS geometry)."""
+    n = image.GetDimension()
+    direction = np.asarray(image.GetDirection()).reshape(n, n)[:3, :3]
+    lps = np.eye(4)
+    lps[:3, :3] = direction @ np.diag(image.GetSpacing()[:3])
+    lps[:3, 3] = image.GetOrigin()[:3]
+    return LPS_TO_RAS @ lps
+
+
+def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Array in ``[i, j, k, ...]`` order (landmark axis or vector components last) and the IJK->RAS matrix."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(path))
+    array = sitk.GetArrayFromImage(image)  # [k, j, i(, c)] for 3D; [t, k, j, i(, c)] for 4D
+    if image.GetDimension() == 4:
+        array = np.moveaxis(array, 0, 3)
+    elif image.GetDimension() != 3:
+        return np.transpose(array), np.eye(4)  # reported as "not 3D" by the caller
+    array = np.swapaxes(array, 0, 2)  # [k, j, i, ...] -> [i, j, k, ...]
+    return array, _sitk_ijk_to_ras(image)
+
+
+def read_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read any supported file as ``(array [k, j, i, ...extra axes], ijk_to_ras)``.
+
+    Extra axes (4D landmark axis, vector components) stay last.
+    """
+    path = Path(path)
+    _check_readable(path)
+    try:
+        if file_suffix(path) in NIFTI_SUFFIXES:
+            array_ijk, ijk_to_ras = _read_nifti(path)
+        else:
+            array_ijk, ijk_to_ras = _read_itk(path)
+    except InputError:
+        raise
+    except Exception as error:  # the readers raise many types; the user needs the file and the reason
+        raise InputError(path, f"cannot be read as an image ({error})") from error
+    if array_ijk.ndim < 3:
+        raise InputError(path, f"is a {array_ijk.ndim}D image; a 3D volume is required")
+    array_kji = np.transpose(array_ijk, (2, 1, 0) + tuple(range(3, array_ijk.ndim)))
+    return np.ascontiguousarray(array_kji), ijk_to_ras
+
+
+def read_volume(path: str | Path, dtype=np.float32) -> Volume:
+    """Read a 3D scalar image (a trailing axis of length 1 is dropped)."""
+    array, ijk_to_ras = read_array(path)
+    while array.ndim > 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3:
+        raise InputError(path, f"is not a 3D scalar image: its array has shape {array.shape[::-1]} (i, j, k, ...)")
+    volume = Volume(array.astype(dtype, copy=False), ijk_to_ras, strip_suffix(path))
+    check_volume(volume, str(path))
+    return volume
+
+
+def read_labels(path: str | Path) -> list[Volume]:
+    """Read a 3D label or a 4D stack of landmark labels as K float32 volumes (last axis = landmark)."""
+    array, ijk_to_ras = read_array(path)
+    if array.ndim == 3:
+        array = array[..., np.newaxis]
+    if array.ndim != 4:
+        raise InputError(path, f"is not a 3D or 4D label image: its array has shape {array.shape}")
+    labels = []
+    for index in range(array.shape[-1]):
+        label = Volume(np.ascontiguousarray(array[..., index], dtype=np.float32), ijk_to_ras, f"{strip_suffix(path)}[{index}]")
+        check_volume(label, f"{path} (landmark {index})", is_label=True)
+        labels.append(label)
+    return labels
+
+
+@contextmanager
+def atomic_output(path: str | Path):
+    """Yield a temporary path beside ``path`` (same suffix); rename it onto ``path`` on success.
+
+    On any error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{strip_suffix(path)}.", suffix=file_suffix(path) or ".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def write_volume(volume: Volume | list[Volume], path: str | Path) -> None:
+    """Write a volume (or a list of same-geometry label volumes, as one 4D file) atomically.
+
+    NIfTI is written with nibabel (sform and qform set to the IJK->RAS matrix,
+    code 'scanner'), NRRD / MetaImage with SimpleITK in LPS.
+    """
+    volumes = volume if isinstance(volume, list) else [volume]
+    array_kji = np.stack([v.array for v in volumes], axis=-1) if isinstance(volume, list) else volume.array
+    ijk_to_ras = volumes[0].ijk_to_ras
+    suffix = file_suffix(path)
+    if suffix not in VOLUME_SUFFIXES:
+        raise InputError(path, f"unsupported output type '{suffix}'; expected one of {', '.join(VOLUME_SUFFIXES)}")
+    with atomic_output(path) as temporary:
+        if suffix in NIFTI_SUFFIXES:
+            import nibabel as nib
+
+            array_ijk = np.transpose(array_kji, (2, 1, 0) + tuple(range(3, array_kji.ndim)))
+            image = nib.Nifti1Image(array_ijk, ijk_to_ras)
+            image.set_sform(ijk_to_ras, code=1)
+            image.set_qform(ijk_to_ras, code=1)
+            nib.save(image, str(temporary))
+        else:
+            import SimpleITK as sitk
+
+            sitk.WriteImage(to_sitk_image(array_kji, ijk_to_ras, is_vector=array_kji.ndim == 4), str(temporary), True)
+
+
+def to_sitk_image(array_kji: np.ndarray, ijk_to_ras: np.ndarray, is_vector: bool = False):
+    """A SimpleITK image (LPS geometry) from a ``[k, j, i(, c)]`` array and an IJK->RAS matrix."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array_kji), isVector=is_vector)
+    lps = LPS_TO_RAS @ ijk_to_ras
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    image.SetSpacing([float(s) for s in spacing])
+    image.SetOrigin([float(o) for o in lps[:3, 3]])
+    image.SetDirection([float(d) for d in (lps[:3, :3] / spacing).ravel()])
+    return image
+
+
+def from_sitk_image(image) -> Volume:
+    """A :class:`Volume` from a 3D SimpleITK image (scalar or vector)."""
+    import SimpleITK as sitk
+
+    return Volume(sitk.GetArrayFromImage(image), _sitk_ijk_to_ras(image))

@@ -1,0 +1,66 @@
+"""LocalNet, GlobalNet, CompositeNet: shapes, initial state, and that training moves the right way."""
+
+import numpy as np
+import pytest
+import torch
+
+from LabelRegLib.losses import multi_scale_loss
+from LabelRegLib.networks import CompositeNet, GlobalNet, LocalNet, build_network
+from LabelRegLib.spatial import initial_alignment, resample_volume, warp
+
+
+@pytest.mark.parametrize("network_type", ["local", "global", "composite"])
+def test_output_shape_equals_fixed_shape_for_odd_sizes(network_type):
+    net = build_network(network_type, num_channel_initial=4, norm="batch").eval()
+    moving = torch.rand(1, 1, 64, 69, 69)  # the example data's MR (k, j, i)
+    fixed = torch.rand(1, 1, 44, 63, 47)  # and its TRUS
+    with torch.no_grad():
+        ddf = net(moving, fixed)
+    assert ddf.shape == (1, 3, 44, 63, 47)
+    assert ddf.dtype == torch.float32
+
+
+def test_localnet_and_globalnet_start_at_the_identity():
+    moving, fixed = torch.rand(2, 1, 21, 19, 23), torch.rand(2, 1, 21, 19, 23)
+    for net in (LocalNet(num_channel_initial=4), GlobalNet(num_channel_initial=4), CompositeNet(num_channel_initial=4, num_channel_initial_global=4)):
+        ddf = net.train()(moving, fixed)
+        assert torch.count_nonzero(ddf) == 0 if isinstance(net, LocalNet) else float(ddf.abs().max()) < 1e-5
+
+
+def test_ddf_levels_and_channels_follow_the_original():
+    net = LocalNet(num_channel_initial=8, ddf_levels=[2, 3, 4])
+    assert sorted(net.summands.keys()) == ["2", "3", "4"]
+    assert sorted(net.up.keys()) == ["2", "3"]  # no up-sampling below the finest DDF level
+    assert net.encoder.channels == [8, 16, 32, 64, 128]
+    assert net.encoder.down[0].conv0.conv.kernel_size == (7, 7, 7)
+    with pytest.raises(ValueError, match="ddf_levels"):
+        LocalNet(ddf_levels=[5])
+
+
+def test_one_adam_step_lowers_the_multiscale_dice_loss(phantom):
+    fixed = phantom.fixed_image
+    start = initial_alignment(phantom.moving_image, fixed, "centers")
+
+    def on_fixed_grid(volume):
+        return torch.as_tensor(resample_volume(volume, fixed.shape, fixed.ijk_to_ras, start).array)[None, None]
+
+    moving_image = on_fixed_grid(phantom.moving_image) / 255
+    fixed_image = torch.as_tensor(fixed.array)[None, None] / 255
+    moving_label = on_fixed_grid(phantom.moving_labels[0])
+    fixed_label = torch.as_tensor(phantom.fixed_labels[0].array)[None, None]
+
+    torch.manual_seed(0)
+    net = LocalNet(num_channel_initial=4, norm="instance")
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-5)
+
+    def loss():
+        return multi_scale_loss(fixed_label, warp(moving_label, net(moving_image, fixed_image)), "dice")
+
+    before = loss()
+    optimiser.zero_grad()
+    before.backward()
+    optimiser.step()
+    with torch.no_grad():
+        after = loss()
+    assert float(after) < float(before.detach())
+    assert np.isfinite(float(after))
