@@ -53,3 +53,21 @@ def oblique_geometry() -> np.ndarray:
     from LabelRegLib.volume import make_ijk_to_ras
 
     return make_ijk_to_ras((0.8, 1.3, 2.1), (-12.5, 30.25, 7.0), _rotation(np.deg2rad([17.0, -23.0, 41.0])))
+
+
+@pytest.fixture(scope="session")
+def phantom_folder(tmp_path_factory) -> Path:
+    """Six phantom pairs written as a LabelReg data folder (NIfTI, 4D labels)."""
+    from LabelRegLib.phantom import write_phantom_folder
+
+    folder = tmp_path_factory.mktemp("phantoms")
+    write_phantom_folder(folder, n_pairs=6)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(phantom_folder, tmp_path_factory) -> Path:
+    """A 4-channel LocalNet trained for two steps on the phantom folder."""
+    from helpers import train_tiny_model
+
+    return train_tiny_model(phantom_folder, tmp_path_factory.mktemp("tiny_run"))

@@ -85,3 +85,17 @@ def test_gaussian_smoothing_keeps_mass_away_from_the_border():
     assert gaussian_kernel1d(0) is None
     assert np.isclose(float(gaussian_kernel1d(4.0).sum()), 1.0)
     assert gaussian_kernel1d(4.0).numel() == 2 * 12 + 1
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 16.0])
+def test_matrix_smoothing_equals_zero_padded_convolution(sigma):
+    import torch.nn.functional as F
+
+    volume = torch.rand(2, 1, 9, 40, 23, dtype=torch.float64)
+    kernel = gaussian_kernel1d(sigma, torch.float64)
+    expected, n = volume, kernel.numel()
+    for axis in range(3):
+        shape, padding = [1, 1, 1], [0, 0, 0]
+        shape[axis], padding[axis] = n, n // 2
+        expected = F.conv3d(expected, kernel.reshape(1, 1, *shape), padding=tuple(padding))
+    assert torch.allclose(separable_filter3d(volume, kernel), expected, atol=1e-12)

@@ -123,17 +123,51 @@ def read_volume(path: str | Path, dtype=np.float32) -> Volume:
 
 
 def read_labels(path: str | Path) -> list[Volume]:
-    """Read a 3D label or a 4D stack of landmark labels as K float32 volumes (last axis = landmark)."""
-    array, ijk_to_ras = read_array(path)
-    if array.ndim == 3:
-        array = array[..., np.newaxis]
-    if array.ndim != 4:
-        raise InputError(path, f"is not a 3D or 4D label image: its array has shape {array.shape}")
-    labels = []
-    for index in range(array.shape[-1]):
-        label = Volume(np.ascontiguousarray(array[..., index], dtype=np.float32), ijk_to_ras, f"{strip_suffix(path)}[{index}]")
+    """Read landmark labels as K float32 volumes: a 3D label, a 4D stack (last axis = landmark), or a
+    Slicer ``.seg.nrrd`` segmentation (one volume per segment, named after it, in file order)."""
+    if file_suffix(path) == ".seg.nrrd":
+        labels = _read_segmentation(Path(path))
+    else:
+        array, ijk_to_ras = read_array(path)
+        if array.ndim == 3:
+            array = array[..., np.newaxis]
+        if array.ndim != 4:
+            raise InputError(path, f"is not a 3D or 4D label image: its array has shape {array.shape}")
+        labels = [
+            Volume(np.ascontiguousarray(array[..., index], dtype=np.float32), ijk_to_ras, f"{strip_suffix(path)}[{index}]")
+            for index in range(array.shape[-1])
+        ]
+    for index, label in enumerate(labels):
         check_volume(label, f"{path} (landmark {index})", is_label=True)
-        labels.append(label)
+        low, high = float(label.array.min()), float(label.array.max())
+        if low < -1e-3 or high > 1 + 1e-3:  # tolerate rounding of interpolated labels
+            raise InputError(f"{path} (landmark {index})", f"is not a binary label: values range from {low:g} to {high:g}, expected 0..1")
+    return labels
+
+
+def _read_segmentation(path: Path) -> list[Volume]:
+    """Segments of a Slicer .seg.nrrd (labelmap layers with Segment<N>_Name/_LabelValue/_Layer fields)."""
+    import SimpleITK as sitk
+
+    _check_readable(path)
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        image = reader.Execute()
+    except Exception as error:
+        raise InputError(path, f"cannot be read as a segmentation ({error})") from error
+    array, ijk_to_ras = read_array(path)
+    layers = array if array.ndim == 4 else array[..., np.newaxis]
+    labels, index = [], 0
+    while image.HasMetaDataKey(f"Segment{index}_Name"):
+        meta = lambda field, default: image.GetMetaData(f"Segment{index}_{field}") if image.HasMetaDataKey(f"Segment{index}_{field}") else default
+        layer = int(meta("Layer", "0"))
+        value = float(meta("LabelValue", "1"))
+        mask = (layers[..., layer] == value).astype(np.float32)
+        labels.append(Volume(mask, ijk_to_ras, meta("Name", f"Segment_{index}")))
+        index += 1
+    if not labels:
+        raise InputError(path, "is a .seg.nrrd without any segment (no Segment0_Name field)")
     return labels
 
 

@@ -27,19 +27,27 @@ def gaussian_kernel1d(sigma: float, dtype=torch.float32, device=None) -> torch.T
     return kernel / kernel.sum()
 
 
+def _band_matrix(kernel: torch.Tensor, n: int) -> torch.Tensor:
+    """``[n, n]`` matrix of a 'same'-size, zero-padded 1D convolution with a symmetric ``kernel``."""
+    tail = kernel.numel() // 2
+    offset = torch.arange(n, device=kernel.device)[None, :] - torch.arange(n, device=kernel.device)[:, None]  # q - p
+    inside = offset.abs() <= tail
+    return torch.where(inside, kernel[(offset + tail).clamp(0, kernel.numel() - 1)], torch.zeros((), dtype=kernel.dtype, device=kernel.device))
+
+
 def separable_filter3d(volume: torch.Tensor, kernel: torch.Tensor | None) -> torch.Tensor:
-    """Convolve every channel of ``[B, C, K, J, I]`` with ``kernel`` along k, j and i ('same' size, zero padding)."""
+    """Convolve every channel of ``[B, C, K, J, I]`` with ``kernel`` along k, j and i ('same' size, zero padding).
+
+    Written as one small matrix product per axis rather than ``conv3d``: the
+    result is the same, but the cost no longer grows with the kernel width
+    (a sigma of 16 voxels has 97 taps), which makes the multi-scale loss
+    several times faster on the CPU.
+    """
     if kernel is None:
         return volume
-    channels = volume.shape[1]
-    n = kernel.numel()
-    for axis in range(3):
-        shape = [1, 1, 1]
-        shape[axis] = n
-        weight = kernel.reshape(1, 1, *shape).expand(channels, 1, *shape)
-        padding = [0, 0, 0]
-        padding[axis] = n // 2
-        volume = F.conv3d(volume, weight, padding=tuple(padding), groups=channels)
+    for dim in (2, 3, 4):
+        matrix = _band_matrix(kernel, volume.shape[dim])
+        volume = torch.movedim(torch.movedim(volume, dim, -1) @ matrix.T, -1, dim)
     return volume
 
 

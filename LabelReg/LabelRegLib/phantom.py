@@ -178,3 +178,22 @@ def make_phantom_pair(seed: int = 0, oblique: bool = False) -> PhantomPair:
         true_displacement=Volume((mapped - fixed_points).astype(np.float32), fixed_matrix, f"{name}_true_displacement"),
         name=name,
     )
+
+
+def write_phantom_folder(folder, n_pairs: int = 4, first_seed: int = 0, oblique: bool = False) -> list[str]:
+    """Write phantom pairs as a LabelReg data folder (moving_images/, fixed_images/, moving_labels/, fixed_labels/).
+
+    Files are ``phantomNNN.nii.gz``; labels are 4D (gland first). Returns the case names.
+    """
+    from pathlib import Path
+
+    from .io import write_volume
+
+    folder = Path(folder)
+    names = []
+    for seed in range(first_seed, first_seed + n_pairs):
+        pair = make_phantom_pair(seed, oblique)
+        for sub, item in (("moving_images", pair.moving_image), ("fixed_images", pair.fixed_image), ("moving_labels", pair.moving_labels), ("fixed_labels", pair.fixed_labels)):
+            write_volume(item, folder / sub / f"{pair.name}.nii.gz")
+        names.append(pair.name)
+    return names

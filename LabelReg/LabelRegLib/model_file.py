@@ -1,0 +1,127 @@
+"""The model file: network weights plus a JSON header, loadable without running code.
+
+Layout (one ``torch.save`` file, DESIGN.md section 4)::
+
+    {"format": "labelreg-model", "format_version": 1,
+     "header": "<JSON text>", "state_dict": {name: tensor}}
+
+It is read with ``torch.load(weights_only=True)``, which only rebuilds
+tensors and plain containers and refuses any other pickled object, so a model
+file from a stranger cannot execute code. The header records the
+architecture, the preprocessing the network expects, what it was trained on
+and its validation metrics, and a SHA-256 of the weights so that a modified
+or damaged file is rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelFileError
+from .io import atomic_output
+
+FORMAT = "labelreg-model"
+FORMAT_VERSION = 1
+MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+DEFAULT_MODEL_NAME = "labelreg_localnet.pt"
+
+
+def default_model_path() -> Path:
+    """The model bundled with the extension (``LabelReg/Resources/Models``)."""
+    return MODELS_DIR / DEFAULT_MODEL_NAME
+
+
+def weights_checksum(state_dict: dict) -> str:
+    """SHA-256 over parameter names, dtypes, shapes and bytes, in name order."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class LoadedModel:
+    network: object  # torch.nn.Module, in eval mode, float32, on the requested device
+    header: dict
+    path: Path
+
+
+def build_from_header(header: dict):
+    """The (untrained) network an architecture header describes."""
+    from .networks import build_network
+
+    architecture = dict(header["architecture"])
+    return build_network(architecture.pop("network_type"), **architecture)
+
+
+def save_model(path: str | Path, network, header: dict, half_precision: bool = False) -> None:
+    """Write ``network``'s weights and ``header`` atomically; ``half_precision`` stores float16 weights."""
+    import torch
+
+    state = {name: tensor.detach().cpu().clone() for name, tensor in network.state_dict().items()}
+    if half_precision:
+        state = {name: t.half() if t.is_floating_point() else t for name, t in state.items()}
+    header = {**header, "weights_sha256": weights_checksum(state), "storage": "float16" if half_precision else "float32"}
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "header": json.dumps(header, sort_keys=True), "state_dict": state}
+    with atomic_output(path) as temporary:
+        torch.save(payload, temporary)
+
+
+def read_model_payload(path: str | Path) -> tuple[dict, dict]:
+    """``(header, state_dict)`` of a model file, checked; raises :class:`ModelFileError` naming the problem."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(path, "model file not found")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise ModelFileError(path, "is truncated, damaged or not a model file (not a PyTorch zip archive)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        lines = [line.strip() for line in str(error).splitlines()]
+        reason = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), lines[0])
+        raise ModelFileError(path, f"refused: it holds Python objects that a weights-only load will not build ({reason})") from error
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
+        raise ModelFileError(path, f"is truncated, damaged or not a model file ({str(error).splitlines()[0]})") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(path, "is not a LabelReg model file (no 'labelreg-model' format marker)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(path, f"has model format version {payload.get('format_version')}; this LabelReg reads version {FORMAT_VERSION}")
+    try:
+        header = json.loads(payload["header"])
+        state = payload["state_dict"]
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ModelFileError(path, f"has a damaged header ({error})") from error
+    if weights_checksum(state) != header.get("weights_sha256"):
+        raise ModelFileError(path, "weights do not match the checksum in its header: the file was modified or damaged")
+    return header, state
+
+
+def read_model_header(path: str | Path) -> dict:
+    """Only the header (architecture, preprocessing, training summary, validation metrics)."""
+    return read_model_payload(path)[0]
+
+
+def load_model(path: str | Path | None = None, device="cpu") -> LoadedModel:
+    """Load a model file (default: the bundled model) onto ``device`` in eval mode, float32."""
+    import torch
+
+    path = Path(path) if path else default_model_path()
+    header, state = read_model_payload(path)
+    try:
+        network = build_from_header(header)
+        network.load_state_dict({name: t.float() if t.is_floating_point() else t for name, t in state.items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ModelFileError(path, f"weights do not fit the architecture in its header ({str(error).splitlines()[0]})") from error
+    return LoadedModel(network.to(device=device, dtype=torch.float32).eval(), header, path)

@@ -1,0 +1,95 @@
+"""Registering pairs with a trained model: load once, register many.
+
+The result is a complete moving <-> fixed mapping (DESIGN.md section 3): a RAS
+mm displacement ``u`` on the fixed image's own grid such that the fixed point
+``x`` corresponds to the moving point ``x + u(x)``, the initial alignment
+included.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .model_file import LoadedModel, load_model
+from .preprocess import prepare_pair
+from .spatial import resample_volume
+from .volume import Volume, check_volume
+
+
+@dataclass
+class RegistrationResult:
+    displacement: Volume  # RAS mm [K, J, I, 3] on the fixed grid: fixed x -> moving x + u(x)
+    initial: np.ndarray  # 4x4 fixed RAS -> moving RAS used before the network
+    runtime_s: float
+    device: str
+
+    def warp(self, moving: Volume) -> Volume:
+        """``moving`` (an image or a label) resampled onto the fixed grid through the registration."""
+        return warp_volume(moving, self.displacement)
+
+
+def warp_volume(moving: Volume, displacement: Volume) -> Volume:
+    """Resample ``moving`` onto the grid of ``displacement`` (RAS mm field, resampling direction)."""
+    return resample_volume(moving, displacement.shape, displacement.ijk_to_ras, displacement_ras=displacement.array)
+
+
+class Registrar:
+    """A loaded model on a device; :meth:`register` maps a moving MR onto a fixed US."""
+
+    def __init__(self, model_path: str | Path | None = None, device: str = "auto"):
+        import torch
+
+        from .device import select_device
+
+        self.device = select_device(device)
+        self.model: LoadedModel = load_model(model_path, self.device)
+        self.network = self.model.network.to(memory_format=torch.channels_last_3d)
+
+    @property
+    def header(self) -> dict:
+        return self.model.header
+
+    def register(self, moving: Volume, fixed: Volume, alignment: str | None = None) -> RegistrationResult:
+        """Register ``moving`` (MR) to ``fixed`` (US). ``alignment``: ``centers`` or ``physical``
+        (default: the one the model was trained with)."""
+        import torch
+
+        from .spatial import ddf_voxel_to_ras
+
+        check_volume(moving, moving.name or "moving volume")
+        check_volume(fixed, fixed.name or "fixed volume")
+        started = time.perf_counter()
+        header = self.model.header
+        pair = prepare_pair(
+            moving,
+            fixed,
+            working_spacing_mm=header.get("working_spacing_mm"),
+            alignment=alignment or header.get("initial_alignment", "centers"),
+            normalisation=header.get("intensity_normalisation"),
+        )
+        layout = {"device": self.device, "memory_format": torch.channels_last_3d}
+        with torch.no_grad():
+            moving_t = torch.as_tensor(pair.moving_image)[None, None].to(**layout)
+            fixed_t = torch.as_tensor(pair.fixed_image)[None, None].to(**layout)
+            ddf = self.network(moving_t, fixed_t)[0].double().cpu()
+        field_ras = np.moveaxis(ddf_voxel_to_ras(ddf, pair.ijk_to_ras).numpy(), 0, -1)  # [K, J, I, 3] on the working grid
+        on_fixed_grid = pair.shape == fixed.shape and np.allclose(pair.ijk_to_ras, fixed.ijk_to_ras)
+        if not on_fixed_grid:  # the network ran at the model's working spacing: interpolate the field to the fixed grid
+            field_ras = resample_volume(Volume(field_ras, pair.ijk_to_ras), fixed.shape, fixed.ijk_to_ras).array
+        displacement = compose_with_initial(field_ras.astype(np.float64), fixed, pair.initial)
+        return RegistrationResult(Volume(displacement.astype(np.float32), fixed.ijk_to_ras.copy(), f"{moving.name}_to_{fixed.name}"), pair.initial, time.perf_counter() - started, str(self.device))
+
+
+def compose_with_initial(field_ras: np.ndarray, fixed: Volume, initial: np.ndarray) -> np.ndarray:
+    """Full displacement ``T(x + u(x)) - x`` on the fixed grid from the network's ``u`` and the initial ``T``."""
+    import torch
+
+    from .spatial import grid_points_ras
+
+    points = np.moveaxis(grid_points_ras(fixed.shape, fixed.ijk_to_ras, dtype=torch.float64).numpy(), 0, -1)
+    moved = (points + field_ras) @ initial[:3, :3].T + initial[:3, 3]
+    return moved - points

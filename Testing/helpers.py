@@ -1,0 +1,41 @@
+"""Helpers shared by the tests: phantom data folders, tiny models, running the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_NETWORK = ["--num_channel_initial", "4", "--minibatch_size", "2"]
+
+
+def labelreg_command(*args) -> list[str]:
+    """The ``labelreg`` command line run through this Python (works without the console script on PATH)."""
+    return [sys.executable, "-m", "LabelRegLib.cli", *map(str, args)]
+
+
+def subprocess_env(**extra) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "LabelReg"), env.get("PYTHONPATH", "")])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_labelreg(*args, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(labelreg_command(*args), capture_output=True, text=True, timeout=timeout, env=subprocess_env(), **kwargs)
+
+
+def train_tiny_model(data_dir: Path, output_dir: Path, steps: int = 2, resume: bool = False, **overrides) -> Path:
+    """A 4-channel LocalNet trained for a couple of steps on phantom pairs (in-process)."""
+    from LabelRegLib.config import TrainConfig
+    from LabelRegLib.training import Trainer
+
+    settings = dict(data_dir=str(data_dir), output_dir=str(output_dir), total_iterations=steps, minibatch_size=2,
+                    num_channel_initial=4, freq_validation=steps, freq_model_save=steps, freq_info_print=1, validation_fraction=0.25)
+    settings.update(overrides)
+    with open(os.devnull, "w") as quiet:
+        return Trainer(TrainConfig(**settings), stream=quiet).run(resume=resume)

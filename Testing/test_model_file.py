@@ -1,0 +1,97 @@
+"""The model file: loads without running code, rejects tampering and truncation, header round-trips."""
+
+import json
+import os
+import pickle
+import zipfile
+
+import pytest
+import torch
+
+from LabelRegLib.errors import ModelFileError
+from LabelRegLib.model_file import load_model, read_model_header, read_model_payload, save_model
+from LabelRegLib.networks import LocalNet
+
+HEADER = {
+    "architecture": {"network_type": "local", "num_channel_initial": 4, "ddf_levels": [0, 1, 2, 3, 4], "norm": "instance"},
+    "working_spacing_mm": 1.5,
+    "intensity_normalisation": {"method": "percentile", "low": 1.0, "high": 99.0},
+    "initial_alignment": "centers",
+    "training": {"data": "phantoms", "steps": 3},
+    "validation": {"val_dice": 0.5},
+}
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/labelreg-was-pwned",))
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    path = tmp_path / "model.pt"
+    save_model(path, LocalNet(4, norm="instance"), HEADER)
+    return path
+
+
+def test_header_round_trips_and_weights_load(model_path):
+    header = read_model_header(model_path)
+    for key, value in HEADER.items():
+        assert header[key] == value
+    assert header["storage"] == "float32" and len(header["weights_sha256"]) == 64
+    loaded = load_model(model_path)
+    assert not loaded.network.training
+    assert all(p.dtype == torch.float32 for p in loaded.network.parameters())
+
+
+def test_half_precision_storage_loads_as_float32(tmp_path):
+    network = LocalNet(4, norm="instance")
+    save_model(tmp_path / "half.pt", network, HEADER, half_precision=True)
+    assert read_model_header(tmp_path / "half.pt")["storage"] == "float16"
+    loaded = load_model(tmp_path / "half.pt").network
+    for (name, a), b in zip(network.state_dict().items(), loaded.state_dict().values()):
+        assert b.dtype == a.dtype and torch.allclose(a, b, atol=1e-2), name
+
+
+def test_the_loader_cannot_execute_code(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "labelreg-model", "payload": _RunsCode()}, evil)
+    with pytest.raises(ModelFileError, match=r"evil\.pt: refused: .*GLOBAL"):
+        load_model(evil)
+    plain_pickle = tmp_path / "evil.pkl"
+    plain_pickle.write_bytes(pickle.dumps(_RunsCode()))
+    with pytest.raises(ModelFileError, match=r"evil\.pkl: is truncated, damaged or not a model file"):
+        load_model(plain_pickle)
+    assert not os.path.exists("/tmp/labelreg-was-pwned")
+
+
+def test_truncated_file_is_rejected(model_path):
+    data = model_path.read_bytes()
+    model_path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match=r"model\.pt: is truncated, damaged or not a model file"):
+        load_model(model_path)
+
+
+def test_tampered_weights_are_rejected(model_path, tmp_path):
+    payload = torch.load(model_path, weights_only=True)
+    name = next(iter(payload["state_dict"]))
+    payload["state_dict"][name] = payload["state_dict"][name] + 0.01
+    torch.save(payload, tmp_path / "tampered.pt")
+    with pytest.raises(ModelFileError, match="weights do not match the checksum"):
+        load_model(tmp_path / "tampered.pt")
+    payload = torch.load(model_path, weights_only=True)
+    header = json.loads(payload["header"])
+    header["architecture"]["num_channel_initial"] = 8
+    payload["header"] = json.dumps(header)
+    torch.save(payload, tmp_path / "wrong_arch.pt")
+    with pytest.raises(ModelFileError, match="weights do not fit the architecture"):
+        load_model(tmp_path / "wrong_arch.pt")
+
+
+def test_not_a_labelreg_file_and_missing_file(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ModelFileError, match="is not a LabelReg model file"):
+        read_model_payload(tmp_path / "other.pt")
+    with pytest.raises(ModelFileError, match=r"absent\.pt: model file not found"):
+        load_model(tmp_path / "absent.pt")
+    assert zipfile.is_zipfile(tmp_path / "other.pt")

@@ -1,0 +1,140 @@
+"""Training: it learns, it resumes exactly after SIGKILL, checkpoints are atomic, torchrun works."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from helpers import TINY_NETWORK, labelreg_command, subprocess_env, train_tiny_model
+from LabelRegLib.model_file import read_model_payload
+from LabelRegLib.training import split_cases
+
+pytestmark = pytest.mark.slow
+
+
+def test_validation_dice_rises_while_training_on_phantoms(phantom_folder, tmp_path):
+    model = train_tiny_model(phantom_folder, tmp_path / "run", steps=40, learning_rate=1e-3, freq_validation=20, label_sampling="all", validation_fraction=0.34)
+    header, _ = read_model_payload(model)
+    lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    validated = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+    dices = [float(row["val_dice"]) for row in validated if row["val_dice"]]
+    assert len(dices) >= 3  # step 0, 20, 40
+    assert dices[-1] > dices[0] + 0.02, dices
+    assert header["validation"]["val_dice"] == pytest.approx(dices[-1])
+    assert header["training"]["steps"] == 40
+    for name in ("checkpoint.pt", "metrics.csv", "curves.png", "config.ini", "model.pt"):
+        assert (tmp_path / "run" / name).is_file()
+
+
+def test_split_is_deterministic_and_disjoint():
+    train, val = split_cases(90, 0.1, seed=0)
+    assert len(val) == 9 and not set(train) & set(val) and sorted(train + val) == list(range(90))
+    assert split_cases(90, 0.1, seed=0) == (train, val)
+    assert split_cases(1, 0.5, seed=0) == ([0], [])
+
+
+def _train_args(data, out, steps=12, save_every=3):
+    return ["train", "--data_dir", data, "--output_dir", out, "--total_iterations", steps, "--freq_model_save", save_every,
+            "--freq_validation", 1000, "--freq_info_print", 1, "--deterministic", "true", "--validation_fraction", 0.2,
+            "--progress-json", *TINY_NETWORK]
+
+
+def _weights(path):
+    return read_model_payload(path)[1]
+
+
+def test_sigkill_then_resume_gives_the_same_weights_as_an_uninterrupted_run(phantom_folder, tmp_path):
+    env = subprocess_env()
+    full = subprocess.run(labelreg_command(*_train_args(phantom_folder, tmp_path / "full")), capture_output=True, text=True, env=env, timeout=600)
+    assert full.returncode == 0, full.stderr
+
+    process = subprocess.Popen(labelreg_command(*_train_args(phantom_folder, tmp_path / "killed")), stdout=subprocess.PIPE, text=True, env=env)
+    killed_after = None
+    for line in process.stdout:
+        record = json.loads(line)
+        if record["event"] == "checkpoint" and record["step"] >= 6:
+            killed_after = record["step"]
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert killed_after is not None and process.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "model.pt").exists()
+
+    resumed = subprocess.run(labelreg_command(*_train_args(phantom_folder, tmp_path / "killed"), "--resume"), capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    start = json.loads(resumed.stdout.splitlines()[0])
+    assert start["event"] == "start" and start["step"] >= killed_after
+    reference, result = _weights(tmp_path / "full" / "model.pt"), _weights(tmp_path / "killed" / "model.pt")
+    assert reference.keys() == result.keys()
+    for name in reference:
+        assert torch.equal(reference[name], result[name]), name
+
+
+def test_a_checkpoint_half_written_at_kill_time_leaves_the_last_good_one(phantom_folder, tmp_path, monkeypatch):
+    """Kill while the next checkpoint is being written: the previous one still loads and resumes."""
+    from LabelRegLib import training
+
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def dying_save(obj, path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second checkpoint: write half of it, then "die"
+            real_save(obj, path, *args, **kwargs)
+            with open(path, "r+b") as handle:
+                handle.truncate(os.path.getsize(path) // 2)
+            raise KeyboardInterrupt("killed while writing")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(training.torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny_model(phantom_folder, tmp_path / "run", steps=6, freq_model_save=2)
+    monkeypatch.setattr(training.torch, "save", real_save)
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    assert torch.load(checkpoint, weights_only=True)["step"] == 2
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")] == []
+    model = train_tiny_model(phantom_folder, tmp_path / "run", steps=6, freq_model_save=2, resume=True)
+    assert read_model_payload(model)[0]["training"]["steps"] == 6
+
+
+def test_sigkill_at_random_moments_never_corrupts_the_checkpoint(phantom_folder, tmp_path):
+    env = subprocess_env()
+    for attempt, delay in enumerate([0.05, 0.3, 0.7]):
+        process = subprocess.Popen(labelreg_command(*_train_args(phantom_folder, tmp_path / "run", steps=200, save_every=1)), stdout=subprocess.PIPE, text=True, env=env)
+        for line in process.stdout:
+            if json.loads(line)["event"] == "checkpoint":
+                break
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+        assert state["step"] >= 1
+
+
+def test_two_process_torchrun_gloo_training_splits_samples_and_only_rank0_writes(phantom_folder, tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "LabelRegLib.cli",
+               *map(str, _train_args(phantom_folder, out, steps=4, save_every=2)), "--device", "cpu"]
+    run = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(), timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    reports = {}
+    for line in run.stderr.splitlines():
+        if line.startswith('{"event": "samples"'):
+            record = json.loads(line)
+            reports[record["rank"]] = record
+    assert sorted(reports) == [0, 1]
+    per_step = 2  # minibatch per rank
+    for step in range(4):
+        mine = reports[0]["cases"][step * per_step:(step + 1) * per_step]
+        theirs = reports[1]["cases"][step * per_step:(step + 1) * per_step]
+        assert len(mine) == len(theirs) == per_step and not set(mine) & set(theirs), (step, mine, theirs)
+    assert reports[1]["wrote"] == []
+    assert str(out / "model.pt") in reports[0]["wrote"]
+    start = json.loads(run.stdout.splitlines()[0])
+    assert start["world_size"] == 2
+    assert read_model_payload(out / "model.pt")[0]["training"]["steps"] == 4
