@@ -32,9 +32,9 @@ class RegistrationResult:
         return warp_volume(moving, self.displacement)
 
 
-def warp_volume(moving: Volume, displacement: Volume) -> Volume:
+def warp_volume(moving: Volume, displacement: Volume, interpolation: str = "linear") -> Volume:
     """Resample ``moving`` onto the grid of ``displacement`` (RAS mm field, resampling direction)."""
-    return resample_volume(moving, displacement.shape, displacement.ijk_to_ras, displacement_ras=displacement.array)
+    return resample_volume(moving, displacement.shape, displacement.ijk_to_ras, displacement_ras=displacement.array, interpolation=interpolation)
 
 
 class Registrar:

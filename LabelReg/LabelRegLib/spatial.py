@@ -74,6 +74,18 @@ def sample_linear(image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     return result
 
 
+def sample_nearest(image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour samples of ``image`` ``[B, C, K, J, I]`` at voxel coordinates ``[B, 3, ...]`` (border clamped).
+
+    What Slicer uses to resample labelmaps; LabelReg uses it to reproduce Slicer's exports exactly.
+    """
+    batch, channels = image.shape[:2]
+    size_ijk = image.shape[2:][::-1]
+    index = [torch.floor(coords[:, axis] + 0.5).clamp(0, size_ijk[axis] - 1).long() for axis in range(3)]
+    linear = ((index[2] * size_ijk[1] + index[1]) * size_ijk[0] + index[0]).reshape(batch, 1, -1)
+    return image.reshape(batch, channels, -1).gather(2, linear.expand(batch, channels, -1)).reshape(batch, channels, *coords.shape[2:])
+
+
 def warp(image: torch.Tensor, ddf: torch.Tensor) -> torch.Tensor:
     """Resample ``image`` (same grid as ``ddf``) by a voxel DDF ``[B, 3, K, J, I]``: out(p) = image(p + ddf(p))."""
     grid = voxel_grid(ddf.shape[2:], ddf.device, ddf.dtype).unsqueeze(0)
@@ -95,6 +107,7 @@ def resample_volume(
     fixed_to_moving_ras: np.ndarray | None = None,
     displacement_ras: np.ndarray | None = None,
     device=None,
+    interpolation: str = "linear",
 ) -> Volume:
     """Resample ``moving`` onto a reference grid (linear, border clamping).
 
@@ -102,6 +115,7 @@ def resample_volume(
     ``T(x) + u(x)``, where ``T`` is ``fixed_to_moving_ras`` (4x4, default
     identity) and ``u`` is ``displacement_ras`` (``[K, J, I, 3]`` RAS mm on the
     reference grid, default zero). A vector moving volume keeps its components.
+    ``interpolation``: ``linear`` or ``nearest``.
     """
     points = grid_points_ras(shape_kji, ijk_to_ras, device, torch.float64)
     if fixed_to_moving_ras is not None:
@@ -111,7 +125,8 @@ def resample_volume(
     coords = apply_matrix(torch.as_tensor(np.linalg.inv(moving.ijk_to_ras), dtype=torch.float64), points)
     array = moving.array
     image = torch.as_tensor(np.moveaxis(array, -1, 0) if array.ndim == 4 else array[None], dtype=torch.float32, device=device)
-    out = sample_linear(image[None], coords[None].to(torch.float32))[0].cpu().numpy()
+    sampler = {"linear": sample_linear, "nearest": sample_nearest}[interpolation]
+    out = sampler(image[None], coords[None].to(torch.float32))[0].cpu().numpy()
     out = np.moveaxis(out, 0, -1) if array.ndim == 4 else out[0]
     return Volume(out, np.asarray(ijk_to_ras, dtype=float).copy(), moving.name)
 

@@ -71,6 +71,17 @@ class Volume:
         """A new volume with the same geometry and another array."""
         return Volume(array, self.ijk_to_ras.copy(), self.name if name is None else name)
 
+    def padded(self, voxels: int = 1, value=0) -> "Volume":
+        """The volume with ``voxels`` of ``value`` added on every side (same physical positions).
+
+        Resampling clamps at the border; a zero margin makes label volumes read as
+        empty outside their extent instead of repeating their edge.
+        """
+        array = np.pad(self.array, [(voxels, voxels)] * 3 + [(0, 0)] * (self.array.ndim - 3), constant_values=value)
+        matrix = self.ijk_to_ras.copy()
+        matrix[:3, 3] -= matrix[:3, :3] @ np.full(3, float(voxels))
+        return Volume(array, matrix, self.name)
+
     def same_geometry(self, other: "Volume", atol: float = 1e-4) -> bool:
         return self.shape == other.shape and np.allclose(self.ijk_to_ras, other.ijk_to_ras, atol=atol)
 

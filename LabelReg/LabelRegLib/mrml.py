@@ -1,0 +1,128 @@
+"""The adapter between MRML nodes and the engine's types: the only engine file that imports slicer.
+
+- volume nodes <-> :class:`~LabelRegLib.volume.Volume` (``slicer.util.arrayFromVolume``
+  gives ``[k, j, i]``; the node's IJK->RAS matrix is already RAS);
+- a RAS displacement field -> a ``vtkOrientedGridTransform`` set on a grid
+  transform node with ``SetAndObserveTransformFromParent``: Slicer resamples a
+  child node by asking, for each parent (fixed) point ``x``, for ``x + u(x)``,
+  which is exactly LabelReg's resampling-direction field (DESIGN.md section 4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+from .volume import Volume
+
+
+def _matrix_to_numpy(vtk_matrix) -> np.ndarray:
+    return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _numpy_to_matrix(array: np.ndarray):
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(array[r, c]))
+    return matrix
+
+
+def transform_to_world(transform_node, owner: str) -> np.ndarray:
+    """4x4 matrix from the child frame of ``transform_node`` to world RAS (identity for ``None``).
+
+    A non-linear transform cannot be folded into a volume's geometry: it is
+    reported, naming ``owner``, so that the user can harden or remove it.
+    """
+    if transform_node is None:
+        return np.eye(4)
+    if not transform_node.IsTransformToWorldLinear():
+        raise InputError(owner, f"is under the non-linear transform '{transform_node.GetName()}'; harden it or remove it before registering")
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    transform_node.GetMatrixTransformToWorld(matrix)
+    return _matrix_to_numpy(matrix)
+
+
+def volume_from_node(node, role: str, to_world: np.ndarray | None = None) -> Volume:
+    """A :class:`Volume` in world RAS; ``role`` names it in errors.
+
+    ``to_world`` maps the node's own RAS to world (default: its parent
+    transform, which must be linear).
+    """
+    import vtk
+
+    import slicer
+
+    from .volume import check_volume
+
+    if node is None:
+        raise InputError(role, "no volume selected")
+    if node.GetImageData() is None:
+        raise InputError(f"{role} '{node.GetName()}'", "has no image data")
+    array = slicer.util.arrayFromVolume(node)
+    if array.ndim != 3:
+        raise InputError(f"{role} '{node.GetName()}'", f"is not a scalar 3D volume (array shape {array.shape})")
+    if to_world is None:
+        to_world = transform_to_world(node.GetParentTransformNode(), f"{role} '{node.GetName()}'")
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(ijk_to_ras)
+    volume = Volume(np.array(array, dtype=np.float32), to_world @ _matrix_to_numpy(ijk_to_ras), node.GetName())
+    check_volume(volume, f"{role} '{node.GetName()}'")
+    return volume
+
+
+def update_volume_node(node, volume: Volume) -> None:
+    """Set a volume node's voxels and IJK->RAS geometry from a :class:`Volume` (in the node's own RAS)."""
+    import slicer
+
+    node.SetIJKToRASMatrix(_numpy_to_matrix(volume.ijk_to_ras))
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array))
+
+
+def displacement_to_local(displacement: Volume, world_to_local: np.ndarray) -> Volume:
+    """Re-express a world-to-world field ``x -> x + u(x)`` as world-to-node-local: ``x -> M (x + u(x))``."""
+    from .registration import compose_with_initial
+
+    field = compose_with_initial(displacement.array.astype(np.float64), displacement, world_to_local)
+    return displacement.with_array(field.astype(np.float32))
+
+
+def set_grid_transform(transform_node, displacement: Volume) -> None:
+    """Store a RAS displacement field (``[K, J, I, 3]`` mm on its grid) as the node's transform from parent."""
+    import vtk
+    from vtk.util import numpy_support
+
+    import slicer
+
+    spacing = displacement.spacing
+    direction = np.eye(4)
+    direction[:3, :3] = displacement.direction
+    grid = vtk.vtkImageData()
+    grid.SetOrigin(*displacement.origin)
+    grid.SetSpacing(*spacing)
+    grid.SetDimensions(*displacement.shape[::-1])
+    vectors = numpy_support.numpy_to_vtk(np.ascontiguousarray(displacement.array, dtype=np.float64).reshape(-1, 3), deep=True)
+    vectors.SetNumberOfComponents(3)
+    grid.GetPointData().SetScalars(vectors)
+    transform = slicer.vtkOrientedGridTransform()
+    transform.SetDisplacementGridData(grid)
+    transform.SetGridDirectionMatrix(_numpy_to_matrix(direction))
+    transform.SetInterpolationModeToLinear()
+    transform_node.SetAndObserveTransformFromParent(transform)
+
+
+def grid_transform_displacement(transform_node) -> Volume:
+    """The displacement field stored in a grid transform node (RAS mm, its own grid), for checks."""
+    import slicer
+
+    transform = transform_node.GetTransformFromParent()
+    grid = transform.GetDisplacementGrid()
+    direction = _matrix_to_numpy(transform.GetGridDirectionMatrix())[:3, :3]
+    from .volume import make_ijk_to_ras
+
+    matrix = make_ijk_to_ras(grid.GetSpacing(), grid.GetOrigin(), direction)
+    return Volume(np.array(slicer.util.arrayFromGridTransform(transform_node)), matrix, transform_node.GetName())

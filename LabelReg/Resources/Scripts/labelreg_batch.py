@@ -1,0 +1,137 @@
+"""Batch registration with LabelReg's Slicer logic, headless.
+
+In Slicer::
+
+    Slicer --no-main-window --python-script labelreg_batch.py -- \\
+        --moving mr.nii.gz --fixed us.nii.gz --output-transform mr_to_us.h5 \\
+        [--segmentation mr.seg.nrrd --output-segmentation on_us.seg.nrrd] [--output-labelmap on_us_labels.nrrd] \\
+        [--model model.pt] [--device auto] [--init centers]
+    Slicer --no-main-window --python-script labelreg_batch.py -- --cases cases.csv
+
+``cases.csv`` has the columns ``moving, fixed, output_transform`` and
+optionally ``segmentation, output_segmentation, output_labelmap``.
+
+The same script runs under plain Python with the ``slicer-core`` wheel (from a
+LabelReg checkout): the Testing/slicer_harness.py entry points stand in for
+the Slicer application. Files are read and written by Slicer's own storage
+nodes; the registration is ``LabelRegLogic.register``, the method the Register
+button calls.
+"""
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MODULE_DIR = HERE.parents[1]  # LabelReg/
+
+
+def _slicer():
+    """The slicer package, with the standalone harness when there is no Slicer application."""
+    import slicer
+
+    if not hasattr(slicer, "app"):
+        sys.path.insert(0, str(MODULE_DIR.parent / "Testing"))
+        import slicer_harness
+
+        slicer_harness.install()
+    if str(MODULE_DIR) not in sys.path:
+        sys.path.insert(0, str(MODULE_DIR))
+    return slicer
+
+
+def _read(slicer, node_class: str, storage_class: str, path: str):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: file not found")
+    node = slicer.mrmlScene.AddNewNodeByClass(node_class, Path(path).name.split(".")[0])
+    storage = slicer.mrmlScene.AddNewNodeByClass(storage_class)
+    storage.SetFileName(path)
+    if not storage.ReadData(node):
+        slicer.mrmlScene.RemoveNode(node)
+        raise OSError(f"{path}: cannot be read by {storage_class}")
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    return node
+
+
+def _write(slicer, node, storage_class: str, path: str):
+    """Write through a temporary file and rename, so a failure leaves no half-written output."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(Path(path).suffixes[-2:]) if path.endswith((".nii.gz", ".seg.nrrd")) else Path(path).suffix
+    temporary = str(Path(path).with_name(f".{Path(path).name}.partial{suffix}"))
+    storage = slicer.mrmlScene.AddNewNodeByClass(storage_class)
+    storage.SetFileName(temporary)
+    try:
+        if not storage.WriteData(node):
+            raise OSError(f"{path}: writing with {storage_class} failed")
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        slicer.mrmlScene.RemoveNode(storage)
+
+
+def register_case(logic, slicer, case: dict, options: dict) -> None:
+    moving = _read(slicer, "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode", case["moving"])
+    fixed = _read(slicer, "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode", case["fixed"])
+    segmentation = None
+    if case.get("segmentation"):
+        segmentation = _read(slicer, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode", case["segmentation"])
+    transform = logic.register(moving, fixed, segmentationNode=segmentation, segmentationMode="harden" if case.get("output_segmentation") else "transform",
+                               createLabelmap=bool(case.get("output_labelmap")), **options)
+    if case.get("output_transform"):
+        _write(slicer, transform, "vtkMRMLTransformStorageNode", case["output_transform"])
+    if case.get("output_segmentation"):
+        _write(slicer, logic.lastCarriedSegmentationNode, "vtkMRMLSegmentationStorageNode", case["output_segmentation"])
+    if case.get("output_labelmap"):
+        _write(slicer, logic.lastLabelmapNode, "vtkMRMLVolumeArchetypeStorageNode", case["output_labelmap"])
+    print(f"{case['moving']} -> {case['fixed']}: {logic.lastStatus}", flush=True)
+    slicer.mrmlScene.Clear(0)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="labelreg_batch.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--moving")
+    parser.add_argument("--fixed")
+    parser.add_argument("--output-transform")
+    parser.add_argument("--segmentation", help="MR segmentation (.seg.nrrd) to carry onto the US")
+    parser.add_argument("--output-segmentation", help="the segmentation hardened onto the US (.seg.nrrd)")
+    parser.add_argument("--output-labelmap", help="the segments as a labelmap on the US grid (.nrrd / .nii.gz)")
+    parser.add_argument("--cases", help="CSV: moving, fixed, output_transform[, segmentation, output_segmentation, output_labelmap]")
+    parser.add_argument("--model")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--init", choices=["centers", "physical"])
+    args = parser.parse_args(argv)
+
+    slicer = _slicer()
+    import LabelReg
+
+    if args.cases:
+        with open(args.cases, newline="") as handle:
+            cases = list(csv.DictReader(handle))
+    elif args.moving and args.fixed:
+        cases = [{"moving": args.moving, "fixed": args.fixed, "output_transform": args.output_transform, "segmentation": args.segmentation,
+                  "output_segmentation": args.output_segmentation, "output_labelmap": args.output_labelmap}]
+    else:
+        parser.error("give --moving and --fixed, or --cases")
+    logic = LabelReg.LabelRegLogic()
+    options = {"modelPath": args.model, "device": args.device, "initialAlignment": args.init}
+    failures = 0
+    for case in cases:
+        try:
+            register_case(logic, slicer, case, options)
+        except Exception as error:  # report every case, then fail at the end
+            failures += 1
+            print(f"error: {case.get('moving')}: {error}", file=sys.stderr, flush=True)
+            slicer.mrmlScene.Clear(0)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    exitCode = main(sys.argv[1:])
+    import slicer
+
+    if hasattr(slicer.app, "exit"):  # inside the Slicer application: leave it with the script's status
+        slicer.app.exit(exitCode)
+    sys.exit(exitCode)

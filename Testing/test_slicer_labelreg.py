@@ -1,0 +1,361 @@
+"""LabelReg's Slicer logic on Slicer's real MRML classes (slicer-core), through Testing/slicer_harness.py."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import vtk
+
+from helpers import REPO, subprocess_env
+from LabelRegLib.io import LPS_TO_RAS, write_volume
+from LabelRegLib.metrics import dice, tre_mm
+from LabelRegLib.phantom import make_phantom_pair
+from LabelRegLib.registration import Registrar, warp_volume
+from LabelRegLib.volume import Volume
+
+slicer_harness = pytest.importorskip("slicer_harness")
+
+
+@pytest.fixture(scope="module")
+def slicer():
+    return slicer_harness.install()
+
+
+@pytest.fixture(scope="module")
+def LabelReg(slicer):
+    import LabelReg as module
+
+    return module
+
+
+@pytest.fixture
+def scene(slicer):
+    slicer.mrmlScene.Clear(0)
+    yield slicer.mrmlScene
+    slicer.mrmlScene.Clear(0)
+
+
+def _matrix(array):
+    m = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            m.SetElement(r, c, float(array[r, c]))
+    return m
+
+
+def _volume_node(slicer, volume: Volume, name: str, parent=None, node_class="vtkMRMLScalarVolumeNode"):
+    """A volume node showing ``volume`` in world RAS; under ``parent`` (a linear transform node) its own geometry compensates."""
+    from LabelRegLib.mrml import update_volume_node
+
+    node = slicer.mrmlScene.AddNewNodeByClass(node_class, name)
+    local = volume
+    if parent is not None:
+        to_world = vtk.vtkMatrix4x4()
+        parent.GetMatrixTransformToWorld(to_world)
+        world = np.array([[to_world.GetElement(r, c) for c in range(4)] for r in range(4)])
+        local = volume.with_array(volume.array)
+        local.ijk_to_ras = np.linalg.inv(world) @ volume.ijk_to_ras
+        node.SetAndObserveTransformNodeID(parent.GetID())
+    update_volume_node(node, local)
+    return node
+
+
+def _phantom_scene(slicer, seed=1001):
+    """Oblique anisotropic US; MR under a parent linear transform; MR segmentation (gland + landmark 1) under it too."""
+    pair = make_phantom_pair(seed, oblique=True)
+    parent = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "MR pose")
+    pose = np.eye(4)
+    angle = np.deg2rad(10)
+    pose[:3, :3] = [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    pose[:3, 3] = [5.0, -3.0, 12.0]
+    parent.SetMatrixTransformToParent(_matrix(pose))
+    moving = _volume_node(slicer, pair.moving_image, "MR", parent)
+    fixed = _volume_node(slicer, pair.fixed_image, "US")
+    labels = np.zeros(pair.moving_image.shape, np.uint8)
+    labels[pair.moving_labels[0].array > 0.5] = 1
+    labels[pair.moving_labels[1].array > 0.5] = 2
+    labelmap = _volume_node(slicer, pair.moving_image.with_array(labels), "MR labels", parent, "vtkMRMLLabelMapVolumeNode")
+    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "MR segmentation")
+    segmentation.SetAndObserveTransformNodeID(parent.GetID())
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
+    slicer.mrmlScene.RemoveNode(labelmap)
+    return pair, moving, fixed, segmentation, parent
+
+
+def _node_volume(slicer, node) -> Volume:
+    from LabelRegLib.mrml import volume_from_node
+
+    return volume_from_node(node, node.GetName())
+
+
+def test_logic_registers_a_phantom_and_the_exported_labelmap_matches_the_engine(slicer, scene, LabelReg):
+    pair, moving, fixed, segmentation, _parent = _phantom_scene(slicer)
+    logic = LabelReg.LabelRegLogic()
+    transform = logic.register(moving, fixed, segmentationNode=segmentation, createLabelmap=True)
+    assert transform.IsA("vtkMRMLGridTransformNode")
+    assert moving.GetTransformNodeID() == transform.GetID() and segmentation.GetTransformNodeID() == transform.GetID()
+    labelmap = _node_volume(slicer, logic.lastLabelmapNode)
+    assert labelmap.same_geometry(pair.fixed_image)
+    gland_after = labelmap.with_array((labelmap.array > 0).astype(np.float32))
+    landmark_after = labelmap.with_array((labelmap.array == 2).astype(np.float32))
+
+    # the engine alone, on the same pair in world coordinates
+    result = Registrar(None, "cpu").register(pair.moving_image, pair.fixed_image)
+    # Slicer resamples labelmaps with nearest-neighbour interpolation; so does the engine here
+    engine_gland = warp_volume(pair.moving_labels[0], result.displacement, "nearest")
+    engine_landmark = warp_volume(pair.moving_labels[1], result.displacement, "nearest")
+    target_gland, target_landmark = pair.fixed_labels[0], pair.fixed_labels[1]
+    before_gland = warp_volume(pair.moving_labels[0], result.displacement.with_array(np.zeros_like(result.displacement.array) + result.initial[:3, 3]))
+    before_landmark = warp_volume(pair.moving_labels[1], result.displacement.with_array(np.zeros_like(result.displacement.array) + result.initial[:3, 3]))
+
+    slicer_dice, engine_dice = dice(gland_after.array, target_gland.array), dice(engine_gland.array, target_gland.array)
+    slicer_tre, engine_tre = tre_mm(landmark_after, target_landmark), tre_mm(engine_landmark, target_landmark)
+    print(f"gland Dice before {dice(before_gland.array, target_gland.array):.4f} slicer {slicer_dice:.4f} engine {engine_dice:.4f}; "
+          f"landmark TRE before {tre_mm(before_landmark, target_landmark):.3f} slicer {slicer_tre:.3f} engine {engine_tre:.3f}")
+    assert slicer_dice > dice(before_gland.array, target_gland.array)
+    assert slicer_tre < tre_mm(before_landmark, target_landmark)
+    assert slicer_dice == pytest.approx(engine_dice, abs=1e-3)
+    assert slicer_tre == pytest.approx(engine_tre, abs=1e-3)
+
+
+def _grid_transform_node(slicer, displacement: Volume):
+    from LabelRegLib.mrml import set_grid_transform
+
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLGridTransformNode", "known field")
+    set_grid_transform(node, displacement)
+    return node
+
+
+def test_grid_transform_node_moves_points_exactly_as_the_field_and_simpleitk_reads_its_file(slicer, scene, tmp_path):
+    pair = make_phantom_pair(3, oblique=True)
+    field = pair.true_displacement
+    node = _grid_transform_node(slicer, field)
+    transform = node.GetTransformFromParent()
+    rng = np.random.default_rng(0)
+    ijk = np.c_[rng.uniform(2, np.array(field.shape[::-1]) - 3, (50, 3)), np.ones(50)]
+    points = (field.ijk_to_ras @ ijk.T).T[:, :3]
+    expected = points + np.array([resample_point(field, p) for p in points])
+    moved = np.array([transform.TransformPoint(p) for p in points])
+    assert np.abs(moved - expected).max() < 0.01
+    # at voxel centres the field's own vectors, exactly
+    centre = field.ijk_to_ras @ np.array([7, 9, 11, 1.0])
+    assert np.allclose(transform.TransformPoint(centre[:3]), centre[:3] + field.array[11, 9, 7], atol=1e-4)
+    # written by Slicer's transform storage node, read by SimpleITK as the same mapping (in LPS)
+    storage = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTransformStorageNode")
+    storage.SetFileName(str(tmp_path / "field.h5"))
+    assert storage.WriteData(node)
+    itk = sitk.ReadTransform(str(tmp_path / "field.h5"))
+    flip = np.diag(LPS_TO_RAS)[:3]
+    moved_itk = np.array([np.array(itk.TransformPoint(tuple(p * flip))) * flip for p in points])
+    assert np.abs(moved_itk - expected).max() < 0.01
+
+
+def resample_point(field: Volume, point: np.ndarray) -> np.ndarray:
+    """Trilinear value of a vector field at a RAS point (reference for the tests)."""
+    from LabelRegLib.spatial import resample_volume
+
+    single = np.eye(4)
+    single[:3, 3] = point
+    return resample_volume(field, (1, 1, 1), single).array[0, 0, 0]
+
+
+def test_mr_points_under_the_transform_land_on_the_us_landmarks(slicer, scene, LabelReg):
+    """Biopsy targets placed on the MR follow the transform onto the US (Slicer inverts the grid itself)."""
+    from LabelRegLib.metrics import centroid_ras
+    from LabelRegLib.mrml import set_grid_transform
+
+    pair, moving, fixed, _segmentation, _parent = _phantom_scene(slicer, seed=1002)
+    logic = LabelReg.LabelRegLogic()
+    transform = logic.register(moving, fixed)
+    # the known deformation, put into the same node by the same code path, with the MR's parent folded in
+    from LabelRegLib.mrml import displacement_to_local, transform_to_world
+
+    known = displacement_to_local(pair.true_displacement, np.linalg.inv(transform_to_world(_parent, "MR pose")))
+    points = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "targets")
+    points.SetAndObserveTransformNodeID(_parent.GetID())
+    for label in pair.moving_labels[1:]:
+        world = centroid_ras(label)
+        local = np.linalg.inv(transform_to_world(_parent, "MR pose")) @ np.r_[world, 1]
+        points.AddControlPoint(vtk.vtkVector3d(*local[:3]))
+    landed_network = _world_points(points, transform)
+    set_grid_transform(transform, known)
+    landed_known = _world_points(points, transform)
+    targets = np.array([centroid_ras(label) for label in pair.fixed_labels[1:]])
+    assert np.linalg.norm(landed_known - targets, axis=1).max() < 1.0
+    before = np.array([centroid_ras(label) for label in pair.moving_labels[1:]]) - (pair.moving_image.center_ras - pair.fixed_image.center_ras)
+    print("target error mm: centres-aligned", np.linalg.norm(before - targets, axis=1).round(2), "network", np.linalg.norm(landed_network - targets, axis=1).round(2))
+
+
+def _world_points(markups, transform) -> np.ndarray:
+    markups.SetAndObserveTransformNodeID(transform.GetID())
+    world = np.zeros(3)
+    result = []
+    for index in range(markups.GetNumberOfControlPoints()):
+        markups.GetNthControlPointPositionWorld(index, world)
+        result.append(world.copy())
+    return np.array(result)
+
+
+def test_live_update_reruns_into_the_same_node_and_frames_do_not_queue(slicer, scene, LabelReg):
+    pair, moving, fixed, _segmentation, _parent = _phantom_scene(slicer, seed=1003)
+    logic = LabelReg.LabelRegLogic()
+    transform = logic.register(moving, fixed)
+    fields = [slicer.util.arrayFromGridTransform(transform).copy()]
+    logic.startLiveUpdate(moving, fixed, transform, schedule=lambda callback: callback())
+    for shift in (2, 4, 6):  # three frames, each after the previous registration finished
+        slicer.util.updateVolumeFromArray(fixed, np.roll(pair.fixed_image.array, shift, axis=2))
+        fields.append(slicer.util.arrayFromGridTransform(transform).copy())
+    assert logic.registrationCount == 4
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLGridTransformNode") == 1
+    assert all(not np.array_equal(a, b) for a, b in zip(fields, fields[1:]))
+    assert "live latency" in logic.lastStatus
+    fixed.SetName("renamed US")  # not a new frame: no registration
+    assert logic.registrationCount == 4
+
+    # five frames arrive while a registration runs: one more registration, on the latest frame
+    original_register = logic.register
+    seen = []
+
+    def slow_register(*args, **kwargs):
+        seen.append(slicer.util.arrayFromVolume(fixed)[0, 0, :3].copy())
+        if len(seen) == 1:
+            for shift in range(10, 15):
+                slicer.util.updateVolumeFromArray(fixed, np.roll(pair.fixed_image.array, shift, axis=2))
+        return original_register(*args, **kwargs)
+
+    logic.register = slow_register
+    slicer.util.updateVolumeFromArray(fixed, np.roll(pair.fixed_image.array, 9, axis=2))
+    logic.stopLiveUpdate()
+    assert len(seen) == 2
+    assert np.array_equal(seen[1], np.roll(pair.fixed_image.array, 14, axis=2)[0, 0, :3])
+
+    # with a deferred scheduler (as in Slicer's event loop) a burst of frames costs one registration
+    queue = []
+    logic.register = original_register
+    count = logic.registrationCount
+    logic.startLiveUpdate(moving, fixed, transform, schedule=queue.append)
+    for shift in (20, 21, 22):
+        slicer.util.updateVolumeFromArray(fixed, np.roll(pair.fixed_image.array, shift, axis=2))
+    assert len(queue) == 1
+    queue.pop()()
+    logic.stopLiveUpdate()
+    assert logic.registrationCount == count + 1
+
+
+def _write_case(slicer, pair, folder):
+    from LabelRegLib.io import write_volume
+
+    write_volume(pair.moving_image, folder / f"{pair.name}_mr.nii.gz")
+    write_volume(pair.fixed_image, folder / f"{pair.name}_us.nrrd")
+    labels = np.zeros(pair.moving_image.shape, np.uint8)
+    labels[pair.moving_labels[0].array > 0.5] = 1
+    labels[pair.moving_labels[1].array > 0.5] = 2
+    labelmap = _volume_node(slicer, pair.moving_image.with_array(labels), "labels", node_class="vtkMRMLLabelMapVolumeNode")
+    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "seg")
+    slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
+    storage = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(folder / f"{pair.name}_mr.seg.nrrd"))
+    assert storage.WriteData(segmentation)
+    slicer.mrmlScene.Clear(0)
+
+
+def test_batch_script_under_plain_python_matches_the_logic(slicer, scene, LabelReg, tmp_path):
+    from LabelRegLib.io import read_volume
+    from LabelRegLib.transform_io import read_displacement
+
+    pairs = [make_phantom_pair(seed) for seed in (1001, 1002)]
+    rows = []
+    for pair in pairs:
+        _write_case(slicer, pair, tmp_path)
+        rows.append({"moving": tmp_path / f"{pair.name}_mr.nii.gz", "fixed": tmp_path / f"{pair.name}_us.nrrd", "output_transform": tmp_path / f"{pair.name}.h5",
+                     "segmentation": tmp_path / f"{pair.name}_mr.seg.nrrd", "output_segmentation": tmp_path / f"{pair.name}_on_us.seg.nrrd",
+                     "output_labelmap": tmp_path / f"{pair.name}_labels_on_us.nrrd"})
+    with open(tmp_path / "cases.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    script = REPO / "LabelReg" / "Resources" / "Scripts" / "labelreg_batch.py"
+    run = subprocess.run([sys.executable, str(script), "--cases", str(tmp_path / "cases.csv")], capture_output=True, text=True, env=subprocess_env(), timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("Registered in") == 2
+    logic = LabelReg.LabelRegLogic()
+    for pair, row in zip(pairs, rows):
+        moving = _volume_node(slicer, read_volume(row["moving"]), "MR")
+        fixed = _volume_node(slicer, read_volume(row["fixed"]), "US")
+        transform = logic.register(moving, fixed)
+        from LabelRegLib.mrml import grid_transform_displacement
+
+        ours = grid_transform_displacement(transform)
+        written = read_displacement(row["output_transform"])
+        assert written.same_geometry(ours, atol=1e-3)
+        assert np.abs(written.array - ours.array).max() < 1e-3
+        labelmap = read_volume(row["output_labelmap"])
+        assert labelmap.same_geometry(pair.fixed_image, atol=1e-3)
+        assert {0.0, 1.0, 2.0} >= set(np.unique(labelmap.array))
+        assert row["output_segmentation"].is_file()
+        slicer.mrmlScene.Clear(0)
+
+
+def test_bad_input_gives_clear_messages_and_leaves_no_nodes(slicer, scene, LabelReg, tmp_path):
+    from LabelRegLib.errors import DeviceError, InputError, ModelFileError
+
+    pair, moving, fixed, segmentation, _parent = _phantom_scene(slicer)
+    logic = LabelReg.LabelRegLogic()
+    before = scene.GetNumberOfNodes()
+
+    def check(error_type, match, *args, **kwargs):
+        with pytest.raises(error_type, match=match):
+            logic.register(*args, **kwargs)
+        assert scene.GetNumberOfNodes() == before
+        assert moving.GetTransformNodeID() == _parent.GetID()
+
+    check(InputError, "moving volume: no volume selected", None, fixed)
+    check(InputError, "fixed volume: no volume selected", moving, None)
+    flat = _volume_node(slicer, Volume(np.zeros((1, 20, 20), np.float32), np.eye(4)), "flat US")
+    empty = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty US")
+    before = scene.GetNumberOfNodes()
+    check(InputError, "fixed volume 'flat US'.*not a 3D volume", moving, flat)
+    check(InputError, "fixed volume 'empty US'.*has no image data", moving, empty)
+    junk = tmp_path / "notes.pt"
+    junk.write_text("not a model")
+    check(ModelFileError, "notes.pt: is truncated, damaged or not a model file", moving, fixed, modelPath=str(junk))
+    import os
+    import torch
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, ("touch /tmp/labelreg-slicer-pwned",))
+
+    torch.save({"format": "labelreg-model", "header": RunsCode()}, tmp_path / "evil.pt")
+    check(ModelFileError, "evil.pt: refused", moving, fixed, modelPath=str(tmp_path / "evil.pt"))
+    assert not os.path.exists("/tmp/labelreg-slicer-pwned")
+    if not torch.cuda.is_available():
+        check(DeviceError, "'cuda' was requested but is not available", moving, fixed, device="cuda")
+    other = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "elsewhere")
+    before = scene.GetNumberOfNodes()
+    check(InputError, "elsewhere.*not in the moving volume's frame", moving, fixed, segmentationNode=other)
+
+
+def test_the_self_test_runs_and_cleans_up(slicer, scene, LabelReg):
+    before = scene.GetNumberOfNodes()
+    LabelReg.LabelRegTest().runTest()
+    assert scene.GetNumberOfNodes() == before
+
+
+def test_slicer_reads_files_like_the_engine(slicer, scene, tmp_path):
+    from LabelRegLib.io import read_volume, write_volume
+    from conftest import oblique_geometry
+
+    volume = Volume(np.random.default_rng(1).random((7, 9, 11)).astype(np.float32), oblique_geometry())
+    for suffix in (".nii.gz", ".nrrd"):
+        write_volume(volume, tmp_path / f"v{suffix}")
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+        storage = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+        storage.SetFileName(str(tmp_path / f"v{suffix}"))
+        assert storage.ReadData(node)
+        from_slicer = _node_volume(slicer, node)
+        assert np.allclose(from_slicer.ijk_to_ras, read_volume(tmp_path / f"v{suffix}").ijk_to_ras, atol=1e-5)
+        assert np.array_equal(from_slicer.array, volume.array)
