@@ -71,7 +71,6 @@ def _scripted_loadable_module():
             node = scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
             if node is None:
                 node = slicer.vtkMRMLScriptedModuleNode()
-                node.UnRegister(None)
                 node.SetSingletonTag(self.moduleName)
                 node.SetName(self.moduleName)
                 node.SetModuleName(self.moduleName)

@@ -181,6 +181,7 @@ def _add_evaluate_parser(commands):
     parser.add_argument("--init", choices=["centers", "physical"], help="initial alignment (default: the model's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cases", help="comma-separated case names to evaluate (default: all)")
+    parser.add_argument("--passes", type=int, help="network passes per registration (default: the model's)")
     parser.add_argument("--no-pictures", action="store_true")
     parser.set_defaults(func=run_evaluate)
 
@@ -196,7 +197,7 @@ def run_evaluate(args) -> int:
     if args.cases:
         wanted = set(args.cases.split(","))
         cases = [case for case in cases if case.name in wanted]
-    summary, _ = evaluate_cases(Registrar(args.model, args.device), cases, args.output, args.init, not args.no_pictures)
+    summary, _ = evaluate_cases(Registrar(args.model, args.device), cases, args.output, args.init, not args.no_pictures, passes=args.passes)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -27,10 +27,10 @@ class CaseEvaluation:
     after_labels: list  # moving labels on the fixed grid after the registration
 
 
-def evaluate_case(registrar: Registrar, case: Case, alignment: str | None = None) -> CaseEvaluation:
+def evaluate_case(registrar: Registrar, case: Case, alignment: str | None = None, passes: int | None = None) -> CaseEvaluation:
     """Register one case and measure every landmark before (initial alignment only) and after."""
     fixed = case.fixed_image
-    result = registrar.register(case.moving_image, fixed, alignment)
+    result = registrar.register(case.moving_image, fixed, alignment, passes)
     before = [resample_volume(label, fixed.shape, fixed.ijk_to_ras, result.initial) for label in case.moving_labels]
     after = [result.warp(label) for label in case.moving_labels]
     fold = folding(result.displacement)
@@ -81,7 +81,7 @@ def write_summary(summary: dict, path: Path) -> None:
         temporary.write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def evaluate_cases(registrar: Registrar, cases: list[Case], output_dir: str | Path, alignment: str | None = None, pictures: bool = True, log=print) -> tuple[dict, list[dict]]:
+def evaluate_cases(registrar: Registrar, cases: list[Case], output_dir: str | Path, alignment: str | None = None, pictures: bool = True, log=print, passes: int | None = None) -> tuple[dict, list[dict]]:
     """Evaluate every case; write ``metrics.csv``, ``summary.json`` and one PNG per case into ``output_dir``.
     Returns the summary and the per-landmark rows."""
     from .figures import case_figure
@@ -90,7 +90,7 @@ def evaluate_cases(registrar: Registrar, cases: list[Case], output_dir: str | Pa
     output_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for case in cases:
-        evaluation = evaluate_case(registrar, case, alignment)
+        evaluation = evaluate_case(registrar, case, alignment, passes)
         rows += evaluation.rows
         gland = evaluation.rows[0]
         log(f"{case.name}: gland Dice {gland['dice_before']:.3f} -> {gland['dice_after']:.3f}, runtime {gland['runtime_s']:.2f} s")

@@ -53,12 +53,14 @@ class Registrar:
     def header(self) -> dict:
         return self.model.header
 
-    def register(self, moving: Volume, fixed: Volume, alignment: str | None = None) -> RegistrationResult:
+    def register(self, moving: Volume, fixed: Volume, alignment: str | None = None, passes: int | None = None) -> RegistrationResult:
         """Register ``moving`` (MR) to ``fixed`` (US). ``alignment``: ``centers`` or ``physical``
-        (default: the one the model was trained with)."""
+        (default: the one the model was trained with). ``passes`` > 1 runs the network again on the
+        moving image warped by the previous passes and composes the fields (a cascade; default: the
+        model header's ``inference_passes``, else 1)."""
         import torch
 
-        from .spatial import ddf_voxel_to_ras
+        from .spatial import ddf_voxel_to_ras, warp
 
         check_volume(moving, moving.name or "moving volume")
         check_volume(fixed, fixed.name or "fixed volume")
@@ -72,10 +74,16 @@ class Registrar:
             normalisation=header.get("intensity_normalisation"),
         )
         layout = {"device": self.device, "memory_format": torch.channels_last_3d}
+        passes = int(passes or header.get("inference_passes", 1))
         with torch.no_grad():
             moving_t = torch.as_tensor(pair.moving_image)[None, None].to(**layout)
             fixed_t = torch.as_tensor(pair.fixed_image)[None, None].to(**layout)
-            ddf = self.network(moving_t, fixed_t)[0].double().cpu()
+            ddf = self.network(moving_t, fixed_t)
+            for _ in range(passes - 1):
+                # x -> x + d(x) then the field so far: total(x) = d(x) + ddf(x + d(x))
+                step = self.network(warp(moving_t, ddf).contiguous(memory_format=torch.channels_last_3d), fixed_t)
+                ddf = step + warp(ddf, step)
+            ddf = ddf[0].double().cpu()
         field_ras = np.moveaxis(ddf_voxel_to_ras(ddf, pair.ijk_to_ras).numpy(), 0, -1)  # [K, J, I, 3] on the working grid
         on_fixed_grid = pair.shape == fixed.shape and np.allclose(pair.ijk_to_ras, fixed.ijk_to_ras)
         if not on_fixed_grid:  # the network ran at the model's working spacing: interpolate the field to the fixed grid

@@ -1,0 +1,217 @@
+"""Speed, memory and accuracy of the bundled model, printed as tables (measured in one run).
+
+    python Testing/Benchmarks/benchmark_registration.py [--model M] [--data ../shared/data/mrus-prostate]
+        [--repeats 10] [--skip-monai] [--skip-classical]
+
+1. Registration time per pair with the model loaded (median of --repeats), at the
+   example data's size and at a clinical size (US 81x118x88 at 0.8 mm, MR
+   120x128x128 at 0.8 mm), model-load time, and peak memory (max RSS).
+2. The network's forward time against MONAI's LocalNet of equal width and levels on
+   the same input (MONAI is installed for this benchmark only: pip install monai).
+3. On the model's validation pairs (from its header): LabelReg against a classical
+   SimpleITK registration a Slicer user would pick today (rigid, then B-spline, Mattes
+   mutual information, multi-resolution, from the centres-aligned start): gland Dice,
+   landmark TRE and time per pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "LabelReg"))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synthetic_pair(fixed_shape_ijk, fixed_spacing, moving_shape_ijk, moving_spacing, seed=0):
+    from LabelRegLib.volume import Volume, make_ijk_to_ras
+
+    rng = np.random.default_rng(seed)
+    fixed = Volume(rng.random(fixed_shape_ijk[::-1], dtype=np.float32) * 255, make_ijk_to_ras([fixed_spacing] * 3), "us")
+    moving = Volume(rng.random(moving_shape_ijk[::-1], dtype=np.float32) * 255, make_ijk_to_ras([moving_spacing] * 3), "mr")
+    return moving, fixed
+
+
+def time_registration(registrar, moving, fixed, repeats: int) -> float:
+    registrar.register(moving, fixed)  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        registrar.register(moving, fixed)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def speed_table(model, data, repeats):
+    from LabelRegLib.io import read_volume
+    from LabelRegLib.registration import Registrar
+
+    started = time.perf_counter()
+    registrar = Registrar(model, "auto")
+    load_s = time.perf_counter() - started
+    rows = [("model load", f"{load_s:.3f} s", "", f"{peak_rss_mb():.0f} MB")]
+    if data and (data / "fixed_images" / "obs000.nii.gz").is_file():
+        example = (read_volume(data / "moving_images" / "obs000.nii.gz"), read_volume(data / "fixed_images" / "obs000.nii.gz"))
+        label = "example pair obs000 (US 47x63x44, MR 69x69x64, 1.5 mm)"
+    else:
+        example = synthetic_pair((47, 63, 44), 1.5, (69, 69, 64), 1.5)
+        label = "example size, synthetic (US 47x63x44, MR 69x69x64, 1.5 mm)"
+    rows.append((label, f"{time_registration(registrar, *example, repeats):.3f} s", f"median of {repeats}", f"{peak_rss_mb():.0f} MB"))
+    clinical = synthetic_pair((81, 118, 88), 0.8, (120, 128, 128), 0.8)
+    rows.append(("clinical size (US 81x118x88, MR 120x128x128, 0.8 mm)", f"{time_registration(registrar, *clinical, repeats):.3f} s", f"median of {repeats}", f"{peak_rss_mb():.0f} MB"))
+    print_table(f"Registration time per pair, model loaded, device {registrar.device}", ["case", "time", "", "peak RSS"], rows)
+    return registrar
+
+
+def monai_table(registrar, repeats):
+    import torch
+
+    try:
+        from monai.networks.nets import LocalNet as MonaiLocalNet
+    except ImportError:
+        print("\nMONAI is not installed (pip install monai): comparison skipped.")
+        return
+    architecture = registrar.header["architecture"]
+    ours = registrar.network
+    theirs = MonaiLocalNet(spatial_dims=3, in_channels=2, out_channels=3, num_channel_initial=architecture["num_channel_initial"],
+                           extract_levels=tuple(architecture["ddf_levels"]), out_activation=None).eval()
+    rows = []
+    for shape in ((48, 64, 48), (32, 48, 32)):
+        moving = torch.rand(1, 1, *shape)
+        fixed = torch.rand(1, 1, *shape)
+        with torch.no_grad():
+            t_ours = _median_time(lambda: ours(moving.contiguous(memory_format=torch.channels_last_3d), fixed.contiguous(memory_format=torch.channels_last_3d)), repeats)
+            t_monai = _median_time(lambda: theirs(torch.cat([moving, fixed], 1)), repeats)
+        rows.append((f"{shape[2]}x{shape[1]}x{shape[0]} voxels", f"{t_ours * 1000:.0f} ms", f"{t_monai * 1000:.0f} ms", f"{t_ours / t_monai:.2f}"))
+    params_ours = sum(p.numel() for p in ours.parameters())
+    params_monai = sum(p.numel() for p in theirs.parameters())
+    print_table(f"Forward pass, LabelReg LocalNet ({params_ours:,} parameters) vs MONAI LocalNet ({params_monai:,}), "
+                f"{architecture['num_channel_initial']} channels, levels {architecture['ddf_levels']}",
+                ["input", "LabelReg", "MONAI", "ratio (LabelReg / MONAI)"], rows)
+
+
+def _median_time(function, repeats):
+    function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def classical_registration(moving, fixed):
+    """SimpleITK: centres-aligned start, rigid then B-spline, Mattes MI, 3 levels. Returns the sitk transform."""
+    import SimpleITK as sitk
+
+    from LabelRegLib.io import to_sitk_image
+
+    fixed_image = sitk.Cast(to_sitk_image(fixed.array, fixed.ijk_to_ras), sitk.sitkFloat32)
+    moving_image = sitk.Cast(to_sitk_image(moving.array, moving.ijk_to_ras), sitk.sitkFloat32)
+    initial = sitk.CenteredTransformInitializer(fixed_image, moving_image, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY)
+
+    def method():
+        registration = sitk.ImageRegistrationMethod()
+        registration.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+        registration.SetMetricSamplingStrategy(registration.RANDOM)
+        registration.SetMetricSamplingPercentage(0.2, seed=0)
+        registration.SetInterpolator(sitk.sitkLinear)
+        registration.SetShrinkFactorsPerLevel([4, 2, 1])
+        registration.SetSmoothingSigmasPerLevel([2, 1, 0])
+        registration.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+        return registration
+
+    rigid = method()
+    rigid.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3, numberOfIterations=100)
+    rigid.SetOptimizerScalesFromPhysicalShift()
+    rigid.SetInitialTransform(initial, inPlace=False)
+    rigid_transform = rigid.Execute(fixed_image, moving_image)
+
+    bspline = method()
+    mesh = sitk.BSplineTransformInitializer(fixed_image, [4, 4, 4])
+    bspline.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=50)
+    bspline.SetMovingInitialTransform(rigid_transform)
+    bspline.SetInitialTransform(mesh, inPlace=True)
+    bspline.Execute(fixed_image, moving_image)
+    return sitk.CompositeTransform([rigid_transform, mesh])
+
+
+def accuracy_table(registrar, data, max_pairs):
+    import SimpleITK as sitk
+
+    from LabelRegLib.data import load_case
+    from LabelRegLib.evaluation import evaluate_case
+    from LabelRegLib.io import from_sitk_image, to_sitk_image
+    from LabelRegLib.metrics import dice, tre_mm
+
+    names = registrar.header.get("training", {}).get("validation_cases", [])[:max_pairs]
+    if not names or not data:
+        print("\nNo validation cases in the model header or no data folder: accuracy comparison skipped.")
+        return
+    rows, summary = [], {"labelreg": [], "classical": []}
+    for name in names:
+        case = load_case(*(data / sub / f"{name}.nii.gz" for sub in ("moving_images", "fixed_images", "moving_labels", "fixed_labels")), name=name)
+        ours = evaluate_case(registrar, case)
+        started = time.perf_counter()
+        try:
+            transform = classical_registration(case.moving_image, case.fixed_image)
+            classical_s = time.perf_counter() - started
+            reference = to_sitk_image(case.fixed_image.array, case.fixed_image.ijk_to_ras)
+            warped = [from_sitk_image(sitk.Resample(to_sitk_image(label.array, label.ijk_to_ras), reference, transform, sitk.sitkLinear, 0.0)) for label in case.moving_labels]
+            classical_dice = dice(warped[0].array, case.fixed_labels[0].array)
+            classical_tre = float(np.median([tre_mm(w, f) for w, f in zip(warped[1:], case.fixed_labels[1:])]))
+        except RuntimeError as error:  # the optimiser can fail on these pairs; count it as a failure
+            classical_s, classical_dice, classical_tre = time.perf_counter() - started, float("nan"), float("nan")
+            print(f"classical registration of {name} failed: {str(error).splitlines()[-1]}")
+        gland = ours.rows[0]
+        our_tre = float(np.median([r["tre_mm_after"] for r in ours.rows[1:]]))
+        before_tre = float(np.median([r["tre_mm_before"] for r in ours.rows[1:]]))
+        summary["labelreg"].append((gland["dice_after"], our_tre, gland["runtime_s"]))
+        summary["classical"].append((classical_dice, classical_tre, classical_s))
+        rows.append((name, f"{gland['dice_before']:.3f} / {before_tre:.1f}", f"{gland['dice_after']:.3f} / {our_tre:.1f} / {gland['runtime_s']:.2f} s",
+                     f"{classical_dice:.3f} / {classical_tre:.1f} / {classical_s:.1f} s"))
+    for method in ("labelreg", "classical"):
+        values = np.array(summary[method])
+        summary[method] = [float(np.nanmedian(values[:, i])) for i in range(3)]
+    rows.append(("median", "", "{:.3f} / {:.1f} / {:.2f} s".format(*summary["labelreg"]), "{:.3f} / {:.1f} / {:.1f} s".format(*summary["classical"])))
+    print_table(f"Validation pairs: gland Dice / landmark TRE mm (/ time), {len(names)} pairs", ["case", "centres aligned", "LabelReg", "SimpleITK rigid+B-spline (Mattes MI)"], rows)
+
+
+def print_table(title, header, rows):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    print(f"\n{title}")
+    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model file (default: the bundled model)")
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mrus-prostate"))
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--max-pairs", type=int, default=9)
+    parser.add_argument("--skip-monai", action="store_true")
+    parser.add_argument("--skip-classical", action="store_true")
+    args = parser.parse_args()
+    data = Path(args.data) if Path(args.data).is_dir() else None
+    registrar = speed_table(args.model, data, args.repeats)
+    if not args.skip_monai:
+        monai_table(registrar, args.repeats)
+    if not args.skip_classical:
+        accuracy_table(registrar, data, args.max_pairs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""LabelRegTraining's logic on real MRML (slicer-core): a real training process, watched, stopped, resumed."""
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from LabelRegLib.phantom import make_phantom_pair, write_phantom_folder
+
+slicer_harness = pytest.importorskip("slicer_harness")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def modules():
+    slicer = slicer_harness.install()
+    import LabelReg
+    import LabelRegTraining
+
+    return slicer, LabelReg, LabelRegTraining
+
+
+def _parameters(logic, data, model, iterations=40):
+    p = logic.getParameterNode()
+    p.dataFolder, p.outputModel = str(data), str(model)
+    p.numChannels, p.iterations, p.minibatchSize, p.validationFraction, p.device = 4, iterations, 2, 0.25, "cpu"
+    return p
+
+
+def _wait(logic, condition, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        logic.poll()
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _process_group_alive(pgid) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_start_stop_resume_finish_and_register(modules, phantom_folder, tmp_path, request):
+    slicer, LabelReg, LabelRegTraining = modules
+    logic = LabelRegTraining.LabelRegTrainingLogic()
+    p = _parameters(logic, phantom_folder, tmp_path / "model.pt", iterations=40)
+    assert logic.summariseData(p)[1] == []
+    request.addfinalizer(logic.stop)
+    logic.start(p)
+    table = p.progressTable
+    assert table is not None and table.GetNumberOfRows() == 0
+    assert _wait(logic, lambda: table.GetNumberOfRows() >= 3 and logic.canResume(p.outputModel)), p.status
+    pgid = os.getpgid(logic.process.pid)
+    started = time.monotonic()
+    logic.stop()
+    assert time.monotonic() - started < 5
+    assert logic.state == "stopped" and not _process_group_alive(pgid)
+    checkpoint = torch.load(os.path.join(logic.outputDirectory(p.outputModel), "checkpoint.pt"), weights_only=True)
+    assert checkpoint["step"] >= 1
+    rows_before = table.GetNumberOfRows()
+
+    logic.start(p, resume=True)
+    assert _wait(logic, lambda: logic.state in ("finished", "crashed")), p.status
+    assert logic.state == "finished", p.status
+    steps = [table.GetTable().GetValue(r, 0).ToDouble() for r in range(table.GetNumberOfRows())]
+    assert table.GetNumberOfRows() > rows_before
+    assert steps[rows_before] > checkpoint["step"]  # the step count continues
+    assert steps[-1] == 40
+    assert os.path.abspath(p.outputModel) in LabelReg.LabelRegLogic.extraModels
+    labels = [path for _, path in LabelReg.LabelRegLogic().availableModels()]
+    assert os.path.abspath(p.outputModel) in labels
+    chart = logic.plotChartNode(table)
+    assert chart.GetNumberOfPlotSeriesNodes() == 2
+
+    from LabelRegLib.mrml import update_volume_node
+
+    pair = make_phantom_pair(1001)
+    moving = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MR")
+    fixed = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "US")
+    update_volume_node(moving, pair.moving_image)
+    update_volume_node(fixed, pair.fixed_image)
+    transform = LabelReg.LabelRegLogic().register(moving, fixed, modelPath=p.outputModel, device="cpu")
+    assert slicer.util.arrayFromGridTransform(transform).shape == pair.fixed_image.shape + (3,)
+
+
+def test_bad_folders_are_reported_before_any_process_starts(modules, tmp_path):
+    _slicer, _LabelReg, LabelRegTraining = modules
+    logic = LabelRegTraining.LabelRegTrainingLogic()
+    write_phantom_folder(tmp_path / "data", n_pairs=3)
+    pair = make_phantom_pair(0)
+    from LabelRegLib.io import write_volume
+
+    write_volume(pair.fixed_labels[:2], tmp_path / "data" / "fixed_labels" / "phantom001.nii.gz")  # landmark-count mismatch
+    (tmp_path / "data" / "fixed_images" / "phantom002.nii.gz").rename(tmp_path / "data" / "fixed_images" / "other.nii.gz")  # unmatched
+    p = _parameters(logic, tmp_path / "data", tmp_path / "model.pt")
+    text, problems = logic.summariseData(p)
+    assert any("phantom001.nii.gz: has 2 landmark(s)" in line for line in problems)
+    assert any("other" in line for line in problems) and any("phantom002" in line for line in problems)
+    assert "problem(s)" in text and "usable pair(s)" in text
+    p.dataFolder = str(tmp_path / "nothing")
+    text, problems = logic.summariseData(p)
+    assert any("moving_images: missing folder" in line for line in problems)
+    assert logic.process is None
+
+
+def test_a_training_killed_from_outside_is_reported(modules, phantom_folder, tmp_path, request):
+    _slicer, _LabelReg, LabelRegTraining = modules
+    logic = LabelRegTraining.LabelRegTrainingLogic()
+    request.addfinalizer(logic.stop)
+    p = _parameters(logic, phantom_folder, tmp_path / "model.pt", iterations=500)
+    logic.start(p)
+    assert _wait(logic, lambda: logic.progress.get("step", 0) >= 1), p.status
+    os.kill(logic.process.pid, signal.SIGKILL)
+    assert _wait(logic, lambda: logic.state == "crashed", timeout=30)
+    assert "ended unexpectedly (killed by signal 9)" in p.status
+
+
+def test_training_self_test(modules):
+    slicer, _LabelReg, LabelRegTraining = modules
+    before = slicer.mrmlScene.GetNumberOfNodes()
+    LabelRegTraining.LabelRegTrainingTest().runTest()
+    assert slicer.mrmlScene.GetNumberOfNodes() <= before + 2  # the parameter node may stay, as in Slicer
