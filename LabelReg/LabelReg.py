@@ -558,11 +558,13 @@ class LabelRegTest(ScriptedLoadableModuleTest):
     """Self-test: a built-in phantom pair registered with the default model, checked through MRML nodes."""
 
     def setUp(self):
-        self.createdNodes = []
+        self.nodesBefore = {slicer.mrmlScene.GetNthNode(i).GetID() for i in range(slicer.mrmlScene.GetNumberOfNodes())}
 
     def tearDown(self):
-        for node in self.createdNodes:
-            if node is not None and slicer.mrmlScene.IsNodePresent(node):
+        """Remove every node the test added (with their display and storage nodes), and nothing else."""
+        added = [slicer.mrmlScene.GetNthNode(i) for i in range(slicer.mrmlScene.GetNumberOfNodes())]
+        for node in added:
+            if node.GetID() not in self.nodesBefore and slicer.mrmlScene.IsNodePresent(node):
                 slicer.mrmlScene.RemoveNode(node)
 
     def runTest(self):
@@ -586,7 +588,6 @@ class LabelRegTest(ScriptedLoadableModuleTest):
         update_volume_node(gland, pair.moving_labels[0].with_array(pair.moving_labels[0].array.astype("uint8")))
         segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "LabelRegTest MR segmentation")
         slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(gland, segmentation)
-        self.createdNodes += [moving, fixed, gland, segmentation]
         return pair, moving, fixed, segmentation
 
     def test_RegisterPhantom(self):
@@ -600,7 +601,6 @@ class LabelRegTest(ScriptedLoadableModuleTest):
         pair, moving, fixed, segmentation = self._loadPhantom()
         logic = LabelRegLogic()
         transform = logic.register(moving, fixed, segmentationNode=segmentation, createLabelmap=True)
-        self.createdNodes += [transform, logic.lastLabelmapNode]
         self.assertEqual(moving.GetTransformNodeID(), transform.GetID())
         after = volume_from_node(logic.lastLabelmapNode, "exported labelmap")
         after = after.with_array((after.array > 0).astype(np.float32))
@@ -619,7 +619,6 @@ class LabelRegTest(ScriptedLoadableModuleTest):
         pair, moving, fixed, _segmentation = self._loadPhantom(1002)
         logic = LabelRegLogic()
         transform = logic.register(moving, fixed)
-        self.createdNodes.append(transform)
         before = logic.registrationCount
         logic.startLiveUpdate(moving, fixed, transform, schedule=lambda callback: callback())
         try:

@@ -449,11 +449,13 @@ class LabelRegTrainingTest(ScriptedLoadableModuleTest):
         import tempfile
 
         self.folder = tempfile.mkdtemp(prefix="labelreg-training-test-")
-        self.createdNodes = []
+        self.nodesBefore = {slicer.mrmlScene.GetNthNode(i).GetID() for i in range(slicer.mrmlScene.GetNumberOfNodes())}
 
     def tearDown(self):
-        for node in self.createdNodes:
-            if node is not None and slicer.mrmlScene.IsNodePresent(node):
+        """Remove every node the test added, and its temporary folder."""
+        added = [slicer.mrmlScene.GetNthNode(i) for i in range(slicer.mrmlScene.GetNumberOfNodes())]
+        for node in added:
+            if node.GetID() not in self.nodesBefore and slicer.mrmlScene.IsNodePresent(node):
                 slicer.mrmlScene.RemoveNode(node)
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -487,7 +489,6 @@ class LabelRegTrainingTest(ScriptedLoadableModuleTest):
         p.numChannels, p.iterations, p.minibatchSize, p.validationFraction, p.device = 4, 6, 2, 0.25, "cpu"
         self.assertEqual(logic.summariseData(p)[1], [])
         logic.start(p)
-        self.createdNodes += [p.progressTable]
         self.assertTrue(self.waitFor(logic, lambda: logic.canResume(p.outputModel) and logic.progress.get("step", 0) >= 2), "a checkpoint was written")
         logic.stop()
         self.assertEqual(logic.state, "stopped")
@@ -505,9 +506,7 @@ class LabelRegTrainingTest(ScriptedLoadableModuleTest):
         fixed = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "US")
         update_volume_node(moving, pair.moving_image)
         update_volume_node(fixed, pair.fixed_image)
-        self.createdNodes += [moving, fixed]
         self.assertTrue(os.path.abspath(p.outputModel) in LabelReg.LabelRegLogic.extraModels)
         transform = LabelReg.LabelRegLogic().register(moving, fixed, modelPath=p.outputModel, device="cpu")
-        self.createdNodes.append(transform)
         self.assertIsNotNone(transform)
         self.delayDisplay("Trained, stopped, resumed, finished and registered")

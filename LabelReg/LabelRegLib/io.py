@@ -151,20 +151,23 @@ def _read_segmentation(path: Path) -> list[Volume]:
 
     _check_readable(path)
     try:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        image = reader.Execute()
+        image = sitk.ReadImage(str(path))
     except Exception as error:
         raise InputError(path, f"cannot be read as a segmentation ({error})") from error
-    array, ijk_to_ras = read_array(path)
+    array = sitk.GetArrayFromImage(image)  # [k, j, i] or [k, j, i, layer]
     layers = array if array.ndim == 4 else array[..., np.newaxis]
+    ijk_to_ras = _sitk_ijk_to_ras(image)
+
+    def segment_field(index: int, name: str, default: str) -> str:
+        key = f"Segment{index}_{name}"
+        return image.GetMetaData(key) if image.HasMetaDataKey(key) else default
+
     labels, index = [], 0
     while image.HasMetaDataKey(f"Segment{index}_Name"):
-        meta = lambda field, default: image.GetMetaData(f"Segment{index}_{field}") if image.HasMetaDataKey(f"Segment{index}_{field}") else default
-        layer = int(meta("Layer", "0"))
-        value = float(meta("LabelValue", "1"))
+        layer = int(segment_field(index, "Layer", "0"))
+        value = float(segment_field(index, "LabelValue", "1"))
         mask = (layers[..., layer] == value).astype(np.float32)
-        labels.append(Volume(mask, ijk_to_ras, meta("Name", f"Segment_{index}")))
+        labels.append(Volume(mask, ijk_to_ras, segment_field(index, "Name", f"Segment_{index}")))
         index += 1
     if not labels:
         raise InputError(path, "is a .seg.nrrd without any segment (no Segment0_Name field)")

@@ -107,9 +107,11 @@ class _KnownDeformation:
 
 def _grid_points(shape_kji, ijk_to_ras) -> np.ndarray:
     """RAS mm points ``[K, J, I, 3]`` of a grid."""
-    k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape_kji], indexing="ij")
-    ijk = np.stack([i, j, k], axis=-1)
-    return ijk @ ijk_to_ras[:3, :3].T + ijk_to_ras[:3, 3]
+    import torch
+
+    from .spatial import grid_points_ras
+
+    return np.moveaxis(grid_points_ras(shape_kji, ijk_to_ras, dtype=torch.float64).numpy(), 0, -1)
 
 
 def _centered_geometry(shape_kji, spacing, center, direction) -> np.ndarray:
