@@ -63,7 +63,7 @@ def _volume_node(slicer, volume: Volume, name: str, parent=None, node_class="vtk
     return node
 
 
-def _phantom_scene(slicer, seed=1001):
+def _phantom_scene(slicer, seed=1002):
     """Oblique anisotropic US; MR under a parent linear transform; MR segmentation (gland + landmark 1) under it too."""
     pair = make_phantom_pair(seed, oblique=True)
     parent = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "MR pose")

@@ -17,14 +17,19 @@ from LabelRegLib.training import split_cases
 pytestmark = pytest.mark.slow
 
 
-def test_validation_dice_rises_while_training_on_phantoms(phantom_folder, tmp_path):
-    model = train_tiny_model(phantom_folder, tmp_path / "run", steps=40, learning_rate=1e-3, freq_validation=20, label_sampling="all", validation_fraction=0.34)
+def test_validation_dice_rises_while_training_on_phantoms(tmp_path):
+    from LabelRegLib.phantom import write_phantom_folder
+
+    # MR fields of view 8 mm off the gland: a misalignment shared by all pairs, which a few dozen steps can learn
+    write_phantom_folder(tmp_path / "data", n_pairs=6, fov_offset_mm=(8.0, 0.0, 0.0))
+    model = train_tiny_model(tmp_path / "data", tmp_path / "run", steps=40, learning_rate=1e-3, freq_validation=20, label_sampling="all",
+                             validation_fraction=0.34, norm="instance")
     header, _ = read_model_payload(model)
     lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     validated = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
     dices = [float(row["val_dice"]) for row in validated if row["val_dice"]]
     assert len(dices) >= 3  # step 0, 20, 40
-    assert dices[-1] > dices[0] + 0.02, dices
+    assert dices[-1] > dices[0] + 0.05, dices
     assert header["validation"]["val_dice"] == pytest.approx(dices[-1])
     assert header["training"]["steps"] == 40
     for name in ("checkpoint.pt", "metrics.csv", "curves.png", "config.ini", "model.pt"):

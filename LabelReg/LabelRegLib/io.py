@@ -184,6 +184,9 @@ def atomic_output(path: str | Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{strip_suffix(path)}.", suffix=file_suffix(path) or ".tmp", dir=path.parent)
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield Path(temporary)
         os.replace(temporary, path)

@@ -147,18 +147,21 @@ def _us_appearance(anatomy: _Anatomy, points: np.ndarray, rng: np.random.Generat
     return np.clip(echo * speckle, 0, 255).astype(np.float32)
 
 
-def make_phantom_pair(seed: int = 0, oblique: bool = False) -> PhantomPair:
+def make_phantom_pair(seed: int = 0, oblique: bool = False, fov_offset_mm=(0.0, 0.0, 0.0)) -> PhantomPair:
     """A deterministic synthetic MR (moving) / US (fixed) pair with its known true displacement.
 
     MR: 56 x 56 x 44 voxels at 1.4 x 1.4 x 1.8 mm, axial. US: 50 x 55 x 46 voxels
     at 1.25 mm, centred near the gland with a random offset; with ``oblique``
     the US grid is also rotated (an oblique direction matrix, anisotropic
-    spacing 1.2 x 1.3 x 1.25 mm).
+    spacing 1.2 x 1.3 x 1.25 mm). ``fov_offset_mm`` moves the MR field of view
+    away from the gland (RAS mm): with centres alignment, every pair then starts
+    with that systematic misalignment on top of its own.
     """
     rng = np.random.default_rng(seed)
     anatomy = _Anatomy(rng)
     moving_shape = (44, 56, 56)
-    moving_matrix = _centered_geometry(moving_shape, (1.4, 1.4, 1.8), anatomy.gland_center + rng.uniform(-4, 4, 3), np.eye(3))
+    moving_center = anatomy.gland_center + rng.uniform(-4, 4, 3) - np.asarray(fov_offset_mm, dtype=float)
+    moving_matrix = _centered_geometry(moving_shape, (1.4, 1.4, 1.8), moving_center, np.eye(3))
 
     fixed_gland_center = np.array([10.0, -20.0, 35.0]) + rng.uniform(-5, 5, 3)  # US world: unrelated coordinates
     deformation = _KnownDeformation(rng, fixed_gland_center, anatomy.gland_center)
@@ -182,7 +185,7 @@ def make_phantom_pair(seed: int = 0, oblique: bool = False) -> PhantomPair:
     )
 
 
-def write_phantom_folder(folder, n_pairs: int = 4, first_seed: int = 0, oblique: bool = False) -> list[str]:
+def write_phantom_folder(folder, n_pairs: int = 4, first_seed: int = 0, oblique: bool = False, fov_offset_mm=(0.0, 0.0, 0.0)) -> list[str]:
     """Write phantom pairs as a LabelReg data folder (moving_images/, fixed_images/, moving_labels/, fixed_labels/).
 
     Files are ``phantomNNN.nii.gz``; labels are 4D (gland first). Returns the case names.
@@ -194,7 +197,7 @@ def write_phantom_folder(folder, n_pairs: int = 4, first_seed: int = 0, oblique:
     folder = Path(folder)
     names = []
     for seed in range(first_seed, first_seed + n_pairs):
-        pair = make_phantom_pair(seed, oblique)
+        pair = make_phantom_pair(seed, oblique, fov_offset_mm)
         for sub, item in (("moving_images", pair.moving_image), ("fixed_images", pair.fixed_image), ("moving_labels", pair.moving_labels), ("fixed_labels", pair.fixed_labels)):
             write_volume(item, folder / sub / f"{pair.name}.nii.gz")
         names.append(pair.name)
