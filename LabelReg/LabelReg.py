@@ -558,14 +558,15 @@ class LabelRegTest(ScriptedLoadableModuleTest):
     """Self-test: a built-in phantom pair registered with the default model, checked through MRML nodes."""
 
     def setUp(self):
-        self.nodesBefore = {slicer.mrmlScene.GetNthNode(i).GetID() for i in range(slicer.mrmlScene.GetNumberOfNodes())}
+        from LabelRegLib.mrml import node_ids
+
+        self.nodesBefore = node_ids(slicer.mrmlScene)
 
     def tearDown(self):
         """Remove every node the test added (with their display and storage nodes), and nothing else."""
-        added = [slicer.mrmlScene.GetNthNode(i) for i in range(slicer.mrmlScene.GetNumberOfNodes())]
-        for node in added:
-            if node.GetID() not in self.nodesBefore and slicer.mrmlScene.IsNodePresent(node):
-                slicer.mrmlScene.RemoveNode(node)
+        from LabelRegLib.mrml import remove_nodes_added_since
+
+        remove_nodes_added_since(slicer.mrmlScene, self.nodesBefore)
 
     def runTest(self):
         self.setUp()

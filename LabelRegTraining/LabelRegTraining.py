@@ -449,14 +449,15 @@ class LabelRegTrainingTest(ScriptedLoadableModuleTest):
         import tempfile
 
         self.folder = tempfile.mkdtemp(prefix="labelreg-training-test-")
-        self.nodesBefore = {slicer.mrmlScene.GetNthNode(i).GetID() for i in range(slicer.mrmlScene.GetNumberOfNodes())}
+        from LabelRegLib.mrml import node_ids
+
+        self.nodesBefore = node_ids(slicer.mrmlScene)
 
     def tearDown(self):
         """Remove every node the test added, and its temporary folder."""
-        added = [slicer.mrmlScene.GetNthNode(i) for i in range(slicer.mrmlScene.GetNumberOfNodes())]
-        for node in added:
-            if node.GetID() not in self.nodesBefore and slicer.mrmlScene.IsNodePresent(node):
-                slicer.mrmlScene.RemoveNode(node)
+        from LabelRegLib.mrml import remove_nodes_added_since
+
+        remove_nodes_added_since(slicer.mrmlScene, self.nodesBefore)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def runTest(self):

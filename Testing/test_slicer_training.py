@@ -31,13 +31,9 @@ def _parameters(logic, data, model, iterations=40):
 
 
 def _wait(logic, condition, timeout=300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        logic.poll()
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
+    import LabelRegTraining
+
+    return LabelRegTraining.LabelRegTrainingTest.waitFor(logic, condition, timeout)
 
 
 def _process_group_alive(pgid) -> bool:

@@ -126,3 +126,15 @@ def grid_transform_displacement(transform_node) -> Volume:
 
     matrix = make_ijk_to_ras(grid.GetSpacing(), grid.GetOrigin(), direction)
     return Volume(np.array(slicer.util.arrayFromGridTransform(transform_node)), matrix, transform_node.GetName())
+
+
+def node_ids(scene) -> set:
+    """IDs of every node in the scene (to remove later exactly the nodes a test adds)."""
+    return {scene.GetNthNode(index).GetID() for index in range(scene.GetNumberOfNodes())}
+
+
+def remove_nodes_added_since(scene, ids_before: set) -> None:
+    """Remove every node whose ID is not in ``ids_before`` (with its display and storage nodes)."""
+    for node in [scene.GetNthNode(index) for index in range(scene.GetNumberOfNodes())]:
+        if node.GetID() not in ids_before and scene.IsNodePresent(node):
+            scene.RemoveNode(node)

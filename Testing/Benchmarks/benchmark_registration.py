@@ -169,13 +169,14 @@ def accuracy_table(registrar, data, max_pairs):
             reference = to_sitk_image(case.fixed_image.array, case.fixed_image.ijk_to_ras)
             warped = [from_sitk_image(sitk.Resample(to_sitk_image(label.array, label.ijk_to_ras), reference, transform, sitk.sitkLinear, 0.0)) for label in case.moving_labels]
             classical_dice = dice(warped[0].array, case.fixed_labels[0].array)
-            classical_tre = float(np.median([tre_mm(w, f) for w, f in zip(warped[1:], case.fixed_labels[1:])]))
+            classical_tre = float(np.nanmedian([tre_mm(w, f) for w, f in zip(warped[1:], case.fixed_labels[1:])]))
         except RuntimeError as error:  # the optimiser can fail on these pairs; count it as a failure
             classical_s, classical_dice, classical_tre = time.perf_counter() - started, float("nan"), float("nan")
             print(f"classical registration of {name} failed: {str(error).splitlines()[-1]}")
         gland = ours.rows[0]
-        our_tre = float(np.median([r["tre_mm_after"] for r in ours.rows[1:]]))
-        before_tre = float(np.median([r["tre_mm_before"] for r in ours.rows[1:]]))
+        # nan: a warped landmark left the US field of view (its label is empty there)
+        our_tre = float(np.nanmedian([r["tre_mm_after"] for r in ours.rows[1:]]))
+        before_tre = float(np.nanmedian([r["tre_mm_before"] for r in ours.rows[1:]]))
         summary["labelreg"].append((gland["dice_after"], our_tre, gland["runtime_s"]))
         summary["classical"].append((classical_dice, classical_tre, classical_s))
         rows.append((name, f"{gland['dice_before']:.3f} / {before_tre:.1f}", f"{gland['dice_after']:.3f} / {our_tre:.1f} / {gland['runtime_s']:.2f} s",
@@ -184,7 +185,8 @@ def accuracy_table(registrar, data, max_pairs):
         values = np.array(summary[method])
         summary[method] = [float(np.nanmedian(values[:, i])) for i in range(3)]
     rows.append(("median", "", "{:.3f} / {:.1f} / {:.2f} s".format(*summary["labelreg"]), "{:.3f} / {:.1f} / {:.1f} s".format(*summary["classical"])))
-    print_table(f"Validation pairs: gland Dice / landmark TRE mm (/ time), {len(names)} pairs", ["case", "centres aligned", "LabelReg", "SimpleITK rigid+B-spline (Mattes MI)"], rows)
+    print_table(f"Validation pairs: gland Dice / landmark TRE mm, median over the pair's landmarks (/ time), {len(names)} pairs; "
+                "nan: every warped landmark left the US field of view", ["case", "centres aligned", "LabelReg", "SimpleITK rigid+B-spline (Mattes MI)"], rows)
 
 
 def print_table(title, header, rows):
