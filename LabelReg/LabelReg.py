@@ -490,10 +490,6 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
                 fixedVolumeNode.RemoveObserver(tag)
         self._live = None
 
-    @property
-    def liveUpdateActive(self) -> bool:
-        return self._live is not None
-
     @staticmethod
     def _imageStamp(volumeNode) -> int:
         """Changes whenever the voxels change (image data or its scalars array were modified)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from .errors import DeviceError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-DTYPE_NAME = "float32"  # every tensor the engine makes is float32, on every device
 
 
 def available_devices() -> list[str]:

@@ -233,7 +233,6 @@ class Trainer:
             "elapsed_s": elapsed,
             "history": json.dumps(self.history),
             "architecture": json.dumps(architecture_of(self.config)),
-            "header": json.dumps(self._model_header(step, elapsed, self._latest_validation())),
         }
         with atomic_output(self._checkpoint_path()) as temporary:
             torch.save(state, temporary)
@@ -257,10 +256,6 @@ class Trainer:
         self.order = list(state["order"])
         self.history = json.loads(state["history"])
         return int(state["step"]), float(state["elapsed_s"])
-
-    def _latest_validation(self) -> dict:
-        validated = [h for h in self.history if "val_dice" in h]
-        return {k: validated[-1][k] for k in ("val_dice", "val_tre_mm", "val_folding")} if validated else {}
 
     # ------------------------------------------------------------ output
     def _emit(self, record: dict):
@@ -386,22 +381,6 @@ class Trainer:
             print(json.dumps({"event": "samples", "rank": self.dist.rank, "cases": names, "wrote": self.written}), file=sys.stderr, flush=True)
         self.dist.close()
         return model_path
-
-
-def export_checkpoint(checkpoint_path: str | Path, model_path: str | Path) -> Path:
-    """Write the model file of a training checkpoint (e.g. of a run that was stopped), with its header."""
-    from .errors import ModelFileError
-    from .model_file import build_from_header
-
-    try:
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        header = json.loads(state["header"])
-    except Exception as error:
-        raise ModelFileError(checkpoint_path, f"is not a readable LabelReg checkpoint ({str(error).splitlines()[0]})") from error
-    network = build_from_header(header)
-    network.load_state_dict(state["model"])
-    save_model(model_path, network, {**header, "exported_from_checkpoint_step": int(state["step"])})
-    return Path(model_path)
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
