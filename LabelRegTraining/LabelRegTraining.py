@@ -11,6 +11,7 @@ import atexit
 import json
 import logging
 import os
+import pathlib
 import queue
 import shutil
 import signal
@@ -34,6 +35,12 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+
+def pathText(value) -> str:
+    """A path parameter as text; "" when it is unset (None, "" or Path("."))."""
+    text = str(value) if value is not None else ""
+    return "" if text in ("", ".") else text
+
 
 TABLE_COLUMNS = ["step", "loss", "similarity", "regulariser", "val_dice", "val_tre_mm", "val_folding", "elapsed_s"]
 
@@ -62,12 +69,13 @@ class LabelRegTraining(ScriptedLoadableModule):
 #
 @parameterNodeWrapper
 class LabelRegTrainingParameterNode:
-    dataFolder: str = ""
-    movingImagesFolder: str = ""
-    fixedImagesFolder: str = ""
-    movingLabelsFolder: str = ""
-    fixedLabelsFolder: str = ""
-    outputModel: str = ""
+    # ctkPathLineEdit binds pathlib.Path parameters; an unset path is Path() (".")
+    dataFolder: pathlib.Path
+    movingImagesFolder: pathlib.Path
+    fixedImagesFolder: pathlib.Path
+    movingLabelsFolder: pathlib.Path
+    fixedLabelsFolder: pathlib.Path
+    outputModel: pathlib.Path
     networkType: Annotated[str, Choice(["local", "global", "composite"])] = "local"
     numChannels: Annotated[int, WithinRange(2, 64)] = 16
     iterations: Annotated[int, WithinRange(1, 1000000)] = 2000
@@ -154,13 +162,14 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _updateButtons(self, caller=None, event=None) -> None:
         running = self.logic.isRunning
         p = self._parameterNode
-        hasData = bool(p and (p.dataFolder or p.movingImagesFolder))
-        self.ui.startButton.enabled = hasData and bool(p.outputModel) and not running
-        self.ui.resumeButton.enabled = hasData and bool(p.outputModel) and not running and self.logic.canResume(p.outputModel)
+        hasData = bool(p and (pathText(p.dataFolder) or pathText(p.movingImagesFolder)))
+        hasOutput = bool(p and pathText(p.outputModel))
+        self.ui.startButton.enabled = hasData and hasOutput and not running
+        self.ui.resumeButton.enabled = hasData and hasOutput and not running and self.logic.canResume(pathText(p.outputModel))
         self.ui.stopButton.enabled = running
         self.ui.statusLabel.text = p.status if p else ""
-        if p and p.progressTable:
-            self.ui.plotWidget.setMRMLPlotChartNode(self.logic.plotChartNode(p.progressTable))
+        if p and p.progressTable and self.ui.plotWidget.mrmlPlotViewNode() is None:
+            self.ui.plotWidget.setMRMLPlotViewNode(self.logic.plotViewNode(p.progressTable))
 
     def onCheckData(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not check the data."), waitCursor=True):
@@ -224,10 +233,10 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def _folders(p) -> dict:
         return {
-            "moving_images": p.movingImagesFolder or None,
-            "fixed_images": p.fixedImagesFolder or None,
-            "moving_labels": p.movingLabelsFolder or None,
-            "fixed_labels": p.fixedLabelsFolder or None,
+            "moving_images": pathText(p.movingImagesFolder) or None,
+            "fixed_images": pathText(p.fixedImagesFolder) or None,
+            "moving_labels": pathText(p.movingLabelsFolder) or None,
+            "fixed_labels": pathText(p.fixedLabelsFolder) or None,
         }
 
     def summariseData(self, parameterNode) -> tuple:
@@ -236,7 +245,7 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
 
         from LabelRegLib.data import load_cases, resolve_folders, scan_case_files
 
-        folders = resolve_folders(parameterNode.dataFolder or None, **self._folders(parameterNode))
+        folders = resolve_folders(pathText(parameterNode.dataFolder) or None, **self._folders(parameterNode))
         caseFiles, problems = scan_case_files(folders)
         cases, loadProblems = load_cases(caseFiles)
         problems = problems + loadProblems
@@ -262,29 +271,31 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
     def command(self, p, resume: bool) -> list:
         """The ``labelreg train`` command line for the parameter node's settings."""
         python = shutil.which("PythonSlicer") or sys.executable
+        outputModel = pathText(p.outputModel)
         args = [python, "-m", "LabelRegLib.cli", "train", "--progress-json",
-                "--output_dir", self.outputDirectory(p.outputModel), "--file_model_save", os.path.abspath(p.outputModel),
+                "--output_dir", self.outputDirectory(outputModel), "--file_model_save", os.path.abspath(outputModel),
                 "--network_type", p.networkType, "--num_channel_initial", str(p.numChannels), "--total_iterations", str(p.iterations),
                 "--minibatch_size", str(p.minibatchSize), "--learning_rate", repr(float(p.learningRate)),
                 "--similarity_type", p.similarityType, "--regulariser_type", p.regulariserType, "--regulariser_weight", repr(float(p.regulariserWeight)),
                 "--validation_fraction", repr(float(p.validationFraction)), "--device", p.device,
                 "--freq_info_print", "1", "--freq_model_save", str(max(1, min(100, p.iterations // 10)))]
-        if p.dataFolder:
-            args += ["--data_dir", p.dataFolder]
+        if pathText(p.dataFolder):
+            args += ["--data_dir", pathText(p.dataFolder)]
         for flag, value in (("--dir_moving_image", p.movingImagesFolder), ("--dir_fixed_image", p.fixedImagesFolder),
                             ("--dir_moving_label", p.movingLabelsFolder), ("--dir_fixed_label", p.fixedLabelsFolder)):
-            if value:
-                args += [flag, value]
+            if pathText(value):
+                args += [flag, pathText(value)]
         return args + (["--resume"] if resume else [])
 
     def start(self, parameterNode, resume: bool = False) -> None:
         """Start (or resume) training in a new process group; returns at once."""
         if self.isRunning:
             raise RuntimeError(_("A training is already running; stop it first."))
-        if not parameterNode.outputModel:
+        outputModel = pathText(parameterNode.outputModel)
+        if not outputModel:
             raise ValueError(_("Choose the output model file."))
-        if resume and not self.canResume(parameterNode.outputModel):
-            raise ValueError(_("There is no checkpoint to resume in {folder}").format(folder=self.outputDirectory(parameterNode.outputModel)))
+        if resume and not self.canResume(outputModel):
+            raise ValueError(_("There is no checkpoint to resume in {folder}").format(folder=self.outputDirectory(outputModel)))
         self._parameterNode = parameterNode
         if not parameterNode.progressTable:
             parameterNode.progressTable = self._newTable()
@@ -371,10 +382,10 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
         code = self.process.returncode
         if code == 0:
             self.state = "finished"
-            p.status = _("Finished: model written to {path}").format(path=p.outputModel)
+            p.status = _("Finished: model written to {path}").format(path=pathText(p.outputModel))
             import LabelReg
 
-            LabelReg.LabelRegLogic.addModel(os.path.abspath(p.outputModel))
+            LabelReg.LabelRegLogic.addModel(os.path.abspath(pathText(p.outputModel)))
         elif self._stopRequested:
             self.state = "stopped"
             p.status = _("Stopped at step {step}; Resume continues from the last checkpoint.").format(step=self.progress.get("step", 0))
@@ -438,6 +449,16 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
         chart.SetXAxisTitle("step")
         return chart
 
+    @classmethod
+    def plotViewNode(cls, table):
+        """The plot view node showing :meth:`plotChartNode` (what the panel's plot widget displays)."""
+        name = f"{table.GetName()} plot view"
+        view = slicer.mrmlScene.GetFirstNodeByName(name)
+        if view is None:
+            view = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotViewNode", name)
+        view.SetPlotChartNodeID(cls.plotChartNode(table).GetID())
+        return view
+
 
 #
 # LabelRegTrainingTest
@@ -486,11 +507,11 @@ class LabelRegTrainingTest(ScriptedLoadableModuleTest):
         write_phantom_folder(data, n_pairs=4)
         logic = LabelRegTrainingLogic()
         p = logic.getParameterNode()
-        p.dataFolder, p.outputModel = data, os.path.join(self.folder, "tiny.pt")
+        p.dataFolder, p.outputModel = pathlib.Path(data), pathlib.Path(self.folder) / "tiny.pt"
         p.numChannels, p.iterations, p.minibatchSize, p.validationFraction, p.device = 4, 6, 2, 0.25, "cpu"
         self.assertEqual(logic.summariseData(p)[1], [])
         logic.start(p)
-        self.assertTrue(self.waitFor(logic, lambda: logic.canResume(p.outputModel) and logic.progress.get("step", 0) >= 2), "a checkpoint was written")
+        self.assertTrue(self.waitFor(logic, lambda: logic.canResume(str(p.outputModel)) and logic.progress.get("step", 0) >= 2), "a checkpoint was written")
         logic.stop()
         self.assertEqual(logic.state, "stopped")
         stoppedAt = logic.progress["step"]
@@ -508,6 +529,6 @@ class LabelRegTrainingTest(ScriptedLoadableModuleTest):
         update_volume_node(moving, pair.moving_image)
         update_volume_node(fixed, pair.fixed_image)
         self.assertTrue(os.path.abspath(p.outputModel) in LabelReg.LabelRegLogic.extraModels)
-        transform = LabelReg.LabelRegLogic().register(moving, fixed, modelPath=p.outputModel, device="cpu")
+        transform = LabelReg.LabelRegLogic().register(moving, fixed, modelPath=str(p.outputModel), device="cpu")
         self.assertIsNotNone(transform)
         self.delayDisplay("Trained, stopped, resumed, finished and registered")

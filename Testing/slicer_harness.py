@@ -20,6 +20,7 @@ Nothing here replaces an MRML class: every node under test is real.
 
 from __future__ import annotations
 
+import pathlib
 import sys
 import types
 import typing
@@ -103,7 +104,7 @@ def _scripted_loadable_module():
 
 
 def _parameter_node_wrapper():
-    """Typed parameters kept in a scripted module node: strings, numbers, booleans and node references."""
+    """Typed parameters kept in a scripted module node: strings, paths, numbers, booleans and node references."""
     module = types.ModuleType("slicer.parameterNodeWrapper")
 
     class WithinRange:
@@ -118,6 +119,8 @@ def _parameter_node_wrapper():
         def __init__(self, value):
             self.value = value
 
+    VALUE_TYPES = (str, int, float, bool, pathlib.Path)
+
     def _base_type(annotation):
         if typing.get_origin(annotation) is typing.Annotated:
             return typing.get_args(annotation)[0]
@@ -130,7 +133,7 @@ def _parameter_node_wrapper():
         def __init__(self, node):
             object.__setattr__(self, "parameterNode", node)
             for name, value in defaults.items():
-                if not node.GetParameter(name) and _base_type(hints[name]) in (str, int, float, bool):
+                if not node.GetParameter(name) and _base_type(hints[name]) in VALUE_TYPES:
                     setattr(self, name, value)
 
         def __getattr__(self, name):
@@ -138,7 +141,7 @@ def _parameter_node_wrapper():
                 raise AttributeError(name)
             node = object.__getattribute__(self, "parameterNode")
             kind = _base_type(hints[name])
-            if kind in (str, int, float, bool):
+            if kind in VALUE_TYPES:
                 text = node.GetParameter(name)
                 if kind is bool:
                     return text == "true"
@@ -152,7 +155,7 @@ def _parameter_node_wrapper():
             kind = _base_type(hints[name])
             if kind is bool:
                 node.SetParameter(name, "true" if value else "false")
-            elif kind in (str, int, float):
+            elif kind in VALUE_TYPES:
                 node.SetParameter(name, str(value))
             else:
                 node.SetNodeReferenceID(name, value.GetID() if value is not None else None)

@@ -86,3 +86,36 @@ def test_cmake_lists_the_resources(name):
     if name == "LabelReg":
         for source in (REPO / name / "LabelRegLib").glob("*.py"):
             assert f"${{MODULE_NAME}}Lib/{source.name}" in cmake, f"{source.name} is not listed in LabelReg/CMakeLists.txt"
+
+
+# What Slicer's parameterNodeWrapper GUI connectors bind (slicer/parameterNodeWrapper/guiConnectors.py)
+CONNECTABLE = {
+    "QCheckBox": {"bool"},
+    "QSpinBox": {"int"},
+    "QDoubleSpinBox": {"float"},
+    "QComboBox": {"str", "int", "float", "bool"},  # with a Choice annotation
+    "QLineEdit": {"str"},
+    "ctkPathLineEdit": {"pathlib.Path"},
+}
+
+
+def _parameter_annotations(name) -> dict:
+    tree = ast.parse(_module_source(name))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in n.decorator_list))
+    return {item.target.id: ast.unparse(item.annotation) for item in cls.body if isinstance(item, ast.AnnAssign)}
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_bound_widgets_can_represent_their_parameter_type(name):
+    annotations = _parameter_annotations(name)
+    widget_class = {w.get("name"): w.get("class") for w in _ui(name).iter("widget")}
+    for widget, parameter in _ui_bindings(name).items():
+        annotation = annotations[parameter]
+        base = annotation.split("[", 1)[1].split(",", 1)[0].strip() if annotation.startswith("Annotated[") else annotation
+        cls = widget_class[widget]
+        if cls == "qMRMLNodeComboBox":
+            assert base.startswith("vtkMRML"), f"{widget} binds {parameter}: {annotation}"
+            continue
+        assert base in CONNECTABLE[cls], f"{name}.ui: {cls} '{widget}' cannot bind {parameter}: {annotation}"
+        if cls == "QComboBox":
+            assert "Choice(" in annotation, f"{parameter} needs a Choice annotation for its QComboBox"

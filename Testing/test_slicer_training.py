@@ -4,7 +4,8 @@ import os
 import signal
 import time
 
-import numpy as np
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -25,7 +26,7 @@ def modules():
 
 def _parameters(logic, data, model, iterations=40):
     p = logic.getParameterNode()
-    p.dataFolder, p.outputModel = str(data), str(model)
+    p.dataFolder, p.outputModel = Path(data), Path(model)
     p.numChannels, p.iterations, p.minibatchSize, p.validationFraction, p.device = 4, iterations, 2, 0.25, "cpu"
     return p
 
@@ -53,13 +54,13 @@ def test_start_stop_resume_finish_and_register(modules, phantom_folder, tmp_path
     logic.start(p)
     table = p.progressTable
     assert table is not None and table.GetNumberOfRows() == 0
-    assert _wait(logic, lambda: table.GetNumberOfRows() >= 3 and logic.canResume(p.outputModel)), p.status
+    assert _wait(logic, lambda: table.GetNumberOfRows() >= 3 and logic.canResume(str(p.outputModel))), p.status
     pgid = os.getpgid(logic.process.pid)
     started = time.monotonic()
     logic.stop()
     assert time.monotonic() - started < 5
     assert logic.state == "stopped" and not _process_group_alive(pgid)
-    checkpoint = torch.load(os.path.join(logic.outputDirectory(p.outputModel), "checkpoint.pt"), weights_only=True)
+    checkpoint = torch.load(os.path.join(logic.outputDirectory(str(p.outputModel)), "checkpoint.pt"), weights_only=True)
     assert checkpoint["step"] >= 1
     rows_before = table.GetNumberOfRows()
 
@@ -75,6 +76,7 @@ def test_start_stop_resume_finish_and_register(modules, phantom_folder, tmp_path
     assert os.path.abspath(p.outputModel) in labels
     chart = logic.plotChartNode(table)
     assert chart.GetNumberOfPlotSeriesNodes() == 2
+    assert logic.plotViewNode(table).GetPlotChartNodeID() == chart.GetID()
 
     from LabelRegLib.mrml import update_volume_node
 
@@ -83,7 +85,7 @@ def test_start_stop_resume_finish_and_register(modules, phantom_folder, tmp_path
     fixed = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "US")
     update_volume_node(moving, pair.moving_image)
     update_volume_node(fixed, pair.fixed_image)
-    transform = LabelReg.LabelRegLogic().register(moving, fixed, modelPath=p.outputModel, device="cpu")
+    transform = LabelReg.LabelRegLogic().register(moving, fixed, modelPath=str(p.outputModel), device="cpu")
     assert slicer.util.arrayFromGridTransform(transform).shape == pair.fixed_image.shape + (3,)
 
 
@@ -101,7 +103,7 @@ def test_bad_folders_are_reported_before_any_process_starts(modules, tmp_path):
     assert any("phantom001.nii.gz: has 2 landmark(s)" in line for line in problems)
     assert any("other" in line for line in problems) and any("phantom002" in line for line in problems)
     assert "problem(s)" in text and "usable pair(s)" in text
-    p.dataFolder = str(tmp_path / "nothing")
+    p.dataFolder = tmp_path / "nothing"
     text, problems = logic.summariseData(p)
     assert any("moving_images: missing folder" in line for line in problems)
     assert logic.process is None
