@@ -76,6 +76,7 @@ class LabelRegTrainingParameterNode:
     movingLabelsFolder: pathlib.Path
     fixedLabelsFolder: pathlib.Path
     outputModel: pathlib.Path
+    initialModel: pathlib.Path  # optional: fine-tune this model (e.g. the bundled one) instead of starting from scratch
     networkType: Annotated[str, Choice(["local", "global", "composite"])] = "local"
     numChannels: Annotated[int, WithinRange(2, 64)] = 16
     iterations: Annotated[int, WithinRange(1, 1000000)] = 2000
@@ -279,6 +280,8 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
                 "--similarity_type", p.similarityType, "--regulariser_type", p.regulariserType, "--regulariser_weight", repr(float(p.regulariserWeight)),
                 "--validation_fraction", repr(float(p.validationFraction)), "--device", p.device,
                 "--freq_info_print", "1", "--freq_model_save", str(max(1, min(100, p.iterations // 10)))]
+        if pathText(p.initialModel):
+            args += self.fineTuningArguments(pathText(p.initialModel))
         if pathText(p.dataFolder):
             args += ["--data_dir", pathText(p.dataFolder)]
         for flag, value in (("--dir_moving_image", p.movingImagesFolder), ("--dir_fixed_image", p.fixedImagesFolder),
@@ -286,6 +289,18 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
             if pathText(value):
                 args += [flag, pathText(value)]
         return args + (["--resume"] if resume else [])
+
+    @staticmethod
+    def fineTuningArguments(initialModel: str) -> list:
+        """``labelreg train`` flags that start from ``initialModel``, with the architecture its header records
+        (they override the network choices of the panel, which must match the weights)."""
+        from LabelRegLib.model_file import read_model_payload
+
+        architecture = read_model_payload(initialModel)[0]["architecture"]
+        args = ["--initial_model", os.path.abspath(initialModel)]
+        for key, value in architecture.items():
+            args += [f"--{key}", json.dumps(value) if isinstance(value, list) else str(value)]
+        return args
 
     def start(self, parameterNode, resume: bool = False) -> None:
         """Start (or resume) training in a new process group; returns at once."""

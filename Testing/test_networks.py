@@ -28,6 +28,21 @@ def test_localnet_and_globalnet_start_at_the_identity():
         assert torch.count_nonzero(ddf) == 0 if isinstance(net, LocalNet) else float(ddf.abs().max()) < 1e-5
 
 
+def test_one_adam_step_moves_the_globalnet_affine_a_little_not_into_a_mirror():
+    """Adam moves each of the head's thousands of weights by ~lr at once: the output must be scaled for that."""
+    torch.manual_seed(0)
+    net = GlobalNet(num_channel_initial=8, norm="instance")
+    x = torch.rand(2, 2, 32, 32, 32)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    net.predict_affine(x).sum().backward()  # any loss: the first Adam step has size lr in every weight
+    optimizer.step()
+    with torch.no_grad():
+        theta = net.predict_affine(x)
+    change = theta - torch.eye(3, 4)
+    assert float(change[:, :, :3].abs().max()) < 0.05 and float(change[:, :, 3].abs().max()) < 0.5  # voxels
+    assert bool((torch.linalg.det(theta[:, :, :3]) > 0.8).all())
+
+
 def test_ddf_levels_and_channels_follow_the_original():
     net = LocalNet(num_channel_initial=8, ddf_levels=[2, 3, 4])
     assert sorted(net.summands.keys()) == ["2", "3", "4"]

@@ -89,6 +89,23 @@ def test_start_stop_resume_finish_and_register(modules, phantom_folder, tmp_path
     assert slicer.util.arrayFromGridTransform(transform).shape == pair.fixed_image.shape + (3,)
 
 
+def test_fine_tuning_starts_from_the_chosen_model_with_its_architecture(modules, phantom_folder, tmp_path, request):
+    from LabelRegLib.model_file import read_model_payload
+
+    slicer, LabelReg, LabelRegTraining = modules
+    start = LabelReg.LabelRegLogic.defaultModelPath()
+    logic = LabelRegTraining.LabelRegTrainingLogic()
+    p = _parameters(logic, phantom_folder, tmp_path / "tuned.pt", iterations=2)
+    p.numChannels, p.networkType, p.initialModel = 4, "global", Path(start)  # panel settings that the model overrides
+    request.addfinalizer(logic.stop)
+    logic.start(p)
+    assert _wait(logic, lambda: logic.state in ("finished", "crashed")), p.status
+    assert logic.state == "finished", p.status
+    header = read_model_payload(tmp_path / "tuned.pt")[0]
+    assert header["architecture"] == read_model_payload(start)[0]["architecture"]
+    assert header["training"]["initial_model"] == os.path.abspath(start)
+
+
 def test_bad_folders_are_reported_before_any_process_starts(modules, tmp_path):
     _slicer, _LabelReg, LabelRegTraining = modules
     logic = LabelRegTraining.LabelRegTrainingLogic()

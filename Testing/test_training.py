@@ -43,10 +43,10 @@ def test_split_is_deterministic_and_disjoint():
     assert split_cases(1, 0.5, seed=0) == ([0], [])
 
 
-def _train_args(data, out, steps=12, save_every=3):
+def _train_args(data, out, steps=12, save_every=3, *extra):
     return ["train", "--data_dir", data, "--output_dir", out, "--total_iterations", steps, "--freq_model_save", save_every,
             "--freq_validation", 1000, "--freq_info_print", 1, "--deterministic", "true", "--validation_fraction", 0.2,
-            "--progress-json", *TINY_NETWORK]
+            "--progress-json", *TINY_NETWORK, *extra]
 
 
 def _weights(path):
@@ -55,10 +55,12 @@ def _weights(path):
 
 def test_sigkill_then_resume_gives_the_same_weights_as_an_uninterrupted_run(phantom_folder, tmp_path):
     env = subprocess_env()
-    full = subprocess.run(labelreg_command(*_train_args(phantom_folder, tmp_path / "full")), capture_output=True, text=True, env=env, timeout=600)
+    # every random augmentation and the weight average on: their state must survive the kill too
+    augmented = ["--translation_mm", 5, "--flip_axes", "jk", "--intensity_gamma", 0.3, "--ema_decay", 0.9, "--segmentation_weight", 0.5]
+    full = subprocess.run(labelreg_command(*_train_args(phantom_folder, tmp_path / "full", 12, 3, *augmented)), capture_output=True, text=True, env=env, timeout=600)
     assert full.returncode == 0, full.stderr
 
-    process = subprocess.Popen(labelreg_command(*_train_args(phantom_folder, tmp_path / "killed")), stdout=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(labelreg_command(*_train_args(phantom_folder, tmp_path / "killed", 12, 3, *augmented)), stdout=subprocess.PIPE, text=True, env=env)
     killed_after = None
     for line in process.stdout:
         record = json.loads(line)
@@ -70,7 +72,7 @@ def test_sigkill_then_resume_gives_the_same_weights_as_an_uninterrupted_run(phan
     assert killed_after is not None and process.returncode == -signal.SIGKILL
     assert not (tmp_path / "killed" / "model.pt").exists()
 
-    resumed = subprocess.run(labelreg_command(*_train_args(phantom_folder, tmp_path / "killed"), "--resume"), capture_output=True, text=True, env=env, timeout=600)
+    resumed = subprocess.run(labelreg_command(*_train_args(phantom_folder, tmp_path / "killed", 12, 3, *augmented), "--resume"), capture_output=True, text=True, env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     start = json.loads(resumed.stdout.splitlines()[0])
     assert start["event"] == "start" and start["step"] >= killed_after

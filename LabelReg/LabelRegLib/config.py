@@ -14,7 +14,8 @@ LabelReg's own additions live in the same sections (see :class:`TrainConfig`
 for their meaning and defaults): ``data_dir``; ``num_channel_initial``,
 ``ddf_levels``, ``norm``; ``validation_fraction``, ``freq_validation``,
 ``device``, ``initial_alignment``, ``working_spacing``, ``seed``,
-``corner_scale``, ``label_sampling``, ``phantom_pairs``, ``output_dir``,
+``corner_scale``, ``translation_mm``, ``flip_axes``, ``intensity_gamma``, ``label_sampling``,
+``phantom_pairs``, ``initial_model``, ``ema_decay``, ``model_float16``, ``segmentation_weight``, ``output_dir``,
 ``deterministic``.
 Every key is also a command-line flag of ``labelreg train`` (``--key``).
 """
@@ -53,14 +54,21 @@ class TrainConfig:
     freq_model_save: int = 100
     freq_validation: int = 50
     file_model_save: str = ""  # the final model file; default <output_dir>/model.pt
+    model_float16: bool = False  # store the final model's weights as float16 (half the file size; loaded as float32)
     output_dir: str = "labelreg-run"
     validation_fraction: float = 0.1
     device: str = "auto"
     initial_alignment: str = "centers"
     working_spacing: float = 0.0  # mm; 0 = the fixed image's own grid
     corner_scale: float = 0.1
+    translation_mm: float = 0.0  # random shift of the moving image and labels, uniform in +-translation_mm per axis
+    flip_axes: str = ""  # working-grid axes ("i", "j", "k") along which a pair (both images, all labels) is mirrored with probability 1/2
+    intensity_gamma: float = 0.0  # each image's [0, 1] intensities raised to exp(N(0, intensity_gamma)); 0 = off
     label_sampling: str = "one"  # "one": one landmark per pair (the original); "all": every landmark of the pair
     phantom_pairs: int = 0  # synthetic phantom pairs added to the training share (never to validation)
+    initial_model: str = ""  # model file whose weights start the training (fine-tuning); same architecture
+    ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of the weights (per step)
+    segmentation_weight: float = 0.0  # > 0: also learn to segment the gland in both images (a training-only task) with this weight
     seed: int = 0
     deterministic: bool = False
 

@@ -7,6 +7,17 @@ random affine augmentation to the moving and the fixed side (image and labels
 alike), predict the DDF, warp the moving labels, and minimise the multi-scale
 label dissimilarity plus the weighted regulariser with Adam.
 
+LabelReg's additions, each off by default: random shifts of the moving side
+(``translation_mm``, so that a network cannot learn each training pair's
+offset by heart but must find the gland in both images), mirroring whole pairs along chosen
+working-grid axes (``flip_axes``; a mirrored pair is still a consistent
+registration problem because both images and all labels are mirrored on the
+same working grid), random gamma of each image (``intensity_gamma``), starting
+from a model file (``initial_model``, for fine-tuning), an exponential moving
+average of the weights (``ema_decay``) that validation and the saved model use,
+and a training-only gland segmentation task (``segmentation_weight``, see
+:mod:`LabelRegLib.segmentation_head`).
+
 All randomness comes from one ``torch.Generator`` saved in every checkpoint,
 so ``resume`` continues exactly where the last checkpoint stopped. Under
 ``torchrun`` each rank trains on its own share of each global minibatch with
@@ -25,21 +36,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import __version__
 from .config import TrainConfig, write_ini
 from .data import Case, load_data_folder
 from .device import select_device
+from .errors import InputError, ModelFileError
 from .io import atomic_output
 from .losses import multi_scale_loss, regulariser
 from .metrics import dice, tre_mm
-from .model_file import save_model
+from .model_file import read_model_payload, save_model
 from .networks import build_network
 from .preprocess import DEFAULT_NORMALISATION, WorkingPair, prepare_pair
+from .segmentation_head import GlandSegmentationHead, segmentation_loss
 from .spatial import affine_warp, folding_fraction, random_affine, warp
 from .volume import Volume
 
 CHECKPOINT_NAME = "checkpoint.pt"
+FLIP_DIMS = {"i": 4, "j": 3, "k": 2}  # working-grid axis -> dimension of a [B, C, K, J, I] tensor
 CHECKPOINT_FORMAT = "labelreg-checkpoint"
 
 
@@ -95,7 +110,13 @@ class Trainer:
         self.dist = Distributed(self.device)
         if config.deterministic:
             torch.use_deterministic_algorithms(True)
+        unknown_axes = set(config.flip_axes) - set(FLIP_DIMS)
+        if unknown_axes:
+            raise InputError("flip_axes", f"'{config.flip_axes}' has unknown axis {sorted(unknown_axes)}; use the letters i, j and k")
         self._cases = cases
+        self.ema = None
+        self.segmenter = None
+        self.initial_model_header: dict = {}
         self.history: list[dict] = []
         self.written: list[str] = []  # files this process wrote (only rank 0 writes)
 
@@ -157,41 +178,89 @@ class Trainer:
                 batch.append((case_index, [int(torch.randint(n_labels, (1,), generator=generator))]))
         return batch
 
-    def _augmented_sample(self, case_index: int, landmarks: list[int], theta_moving, theta_fixed):
+    def _augmentation(self, n_pairs: int, generator: torch.Generator) -> list[dict]:
+        """Random augmentation parameters of ``n_pairs`` pairs (drawn only for the options that are on)."""
+        c = self.config
+        thetas = random_affine(2 * n_pairs, c.corner_scale, generator) if c.corner_scale > 0 else None
+        flip_dims = [FLIP_DIMS[axis] for axis in c.flip_axes]
+        flips = torch.rand(n_pairs, len(flip_dims), generator=generator) < 0.5 if flip_dims else None
+        gammas = torch.exp(c.intensity_gamma * torch.randn(2 * n_pairs, generator=generator)) if c.intensity_gamma > 0 else None
+        if c.translation_mm > 0:  # a random shift of the moving side, uniform in +-translation_mm per axis
+            shifts = (2 * torch.rand(n_pairs, 3, generator=generator, dtype=torch.float64) - 1) * c.translation_mm
+            if thetas is None:
+                thetas = torch.eye(3, 4).repeat(2 * n_pairs, 1, 1)
+            thetas = thetas.clone()
+            thetas[0::2, :, 3] += (shifts / self._normalised_unit_mm()).float()
+        return [
+            {
+                "thetas": None if thetas is None else (thetas[2 * n], thetas[2 * n + 1]),
+                "flip_dims": [d for d, chosen in zip(flip_dims, flips[n]) if chosen] if flips is not None else [],
+                "gammas": None if gammas is None else (float(gammas[2 * n]), float(gammas[2 * n + 1])),
+            }
+            for n in range(n_pairs)
+        ]
+
+    def _normalised_unit_mm(self) -> torch.Tensor:
+        """Millimetres per unit of the normalised [-1, 1] coordinates (i, j, k) of the training tensors."""
+        spacing = np.linalg.norm(self.pairs[self.train_idx[0]].ijk_to_ras[:3, :3], axis=0)  # working grid: one spacing for all
+        half_size = (np.array(self.train_shape[::-1]) - 1) / 2
+        return torch.as_tensor(spacing * half_size)
+
+    def _augmented_sample(self, case_index: int, landmarks: list[int], augmentation: dict):
+        """Augmented ``[1, 1 + L, K, J, I]`` moving and fixed tensors: the image, then the chosen labels
+        (and, with the segmentation task on, the gland label once more at the end)."""
         images = self.train_images[case_index]
         moving_labels, fixed_labels = self.train_labels[case_index]
-        moving = torch.cat([images[:1], moving_labels[landmarks]])[None]
-        fixed = torch.cat([images[1:], fixed_labels[landmarks]])[None]
-        if self.config.corner_scale > 0:
-            moving = affine_warp(moving, theta_moving[None])
-            fixed = affine_warp(fixed, theta_fixed[None])
+        moving_image, fixed_image = images[:1], images[1:]
+        if augmentation["gammas"]:
+            moving_image, fixed_image = moving_image ** augmentation["gammas"][0], fixed_image ** augmentation["gammas"][1]
+        if self.segmenter is not None:  # the gland labels last, as the segmentation targets
+            landmarks = [*landmarks, 0]
+        moving = torch.cat([moving_image, moving_labels[landmarks]])[None]
+        fixed = torch.cat([fixed_image, fixed_labels[landmarks]])[None]
+        if augmentation["flip_dims"]:
+            moving, fixed = moving.flip(augmentation["flip_dims"]), fixed.flip(augmentation["flip_dims"])
+        if augmentation["thetas"] is not None:
+            moving = affine_warp(moving, augmentation["thetas"][0][None])
+            fixed = affine_warp(fixed, augmentation["thetas"][1][None])
         return moving, fixed
 
     # ------------------------------------------------------------ one step
     def _train_step(self, step: int, generator: torch.Generator) -> dict:
         c = self.config
         batch = self._global_batch(step, generator)
-        thetas = random_affine(2 * len(batch), c.corner_scale, generator) if c.corner_scale > 0 else torch.eye(3, 4).repeat(2 * len(batch), 1, 1)
+        augmentations = self._augmentation(len(batch), generator)
         mine = slice(self.dist.rank * c.minibatch_size, (self.dist.rank + 1) * c.minibatch_size)
-        samples = [self._augmented_sample(ci, lm, thetas[2 * n], thetas[2 * n + 1]) for n, (ci, lm) in enumerate(batch)][mine]
+        samples = [self._augmented_sample(ci, lm, a) for (ci, lm), a in zip(batch, augmentations)][mine]
         self.seen_cases.extend(ci for ci, _ in batch[mine])
         moving = torch.cat([m[:, :1] for m, _ in samples]).to(self.device).contiguous(memory_format=torch.channels_last_3d)
         fixed = torch.cat([f[:, :1] for _, f in samples]).to(self.device).contiguous(memory_format=torch.channels_last_3d)
         self.model.train()
         ddf = self.model(moving, fixed)
+        labels_end = -1 if self.segmenter is not None else None
         similarity = 0
         for n, (m, f) in enumerate(samples):
-            moving_labels = m[:, 1:].transpose(0, 1).to(self.device)  # [L, 1, K, J, I]
-            fixed_labels = f[:, 1:].transpose(0, 1).to(self.device)
+            moving_labels = m[:, 1:labels_end].transpose(0, 1).to(self.device)  # [L, 1, K, J, I]
+            fixed_labels = f[:, 1:labels_end].transpose(0, 1).to(self.device)
             warped = warp(moving_labels, ddf[n : n + 1].expand(len(moving_labels), -1, -1, -1, -1))
             similarity = similarity + multi_scale_loss(fixed_labels, warped, c.similarity_type, c.similarity_scales)
         similarity = similarity / len(samples)
         energy = regulariser(ddf, c.regulariser_type) if c.network_type != "global" and c.regulariser_weight else torch.zeros((), device=self.device)
         loss = similarity + c.regulariser_weight * energy
+        segmentation = torch.zeros((), device=self.device)
+        if self.segmenter is not None:
+            glands = torch.cat([torch.cat([m[:, -1:], f[:, -1:]], dim=1) for m, f in samples]).to(self.device)
+            segmentation = segmentation_loss(self.segmenter(moving.shape[2:]), glands)
+            loss = loss + c.segmentation_weight * segmentation
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": float(loss.detach()), "similarity": float(similarity.detach()), "regulariser": float(energy.detach())}
+        if self.ema is not None:
+            self.ema.update_parameters(self._bare_model())
+        record = {"loss": float(loss.detach()), "similarity": float(similarity.detach()), "regulariser": float(energy.detach())}
+        if self.segmenter is not None:
+            record["segmentation"] = float(segmentation.detach())
+        return record
 
     # ------------------------------------------------------------ validation
     @torch.no_grad()
@@ -199,7 +268,7 @@ class Trainer:
         """Median gland Dice, median landmark TRE (mm) and max folding over the validation pairs (working grid)."""
         if not self.val_idx:
             return {}
-        network = self._bare_model()
+        network = self._inference_model()
         network.eval()
         dices, tres, foldings = [], [], []
         for i in self.val_idx:
@@ -213,11 +282,21 @@ class Trainer:
             landmarks = range(1, len(warped)) if len(warped) > 1 else [0]
             tres += [tre_mm(Volume(warped[n], pair.ijk_to_ras), Volume(pair.fixed_labels[n], pair.ijk_to_ras)) for n in landmarks]
             foldings.append(folding_fraction(ddf.double()))
-        return {"val_dice": float(np.median(dices)), "val_tre_mm": float(np.nanmedian(tres)), "val_folding": float(np.max(foldings))}
+        finite_tres = [t for t in tres if np.isfinite(t)]  # a label warped out of view has no centroid
+        return {"val_dice": float(np.median(dices)), "val_tre_mm": float(np.median(finite_tres)) if finite_tres else float("nan"), "val_folding": float(np.max(foldings))}
 
     # ------------------------------------------------------------ state
+    @staticmethod
+    def _bare(module):
+        """``module`` without its DistributedDataParallel wrapper."""
+        return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
+
     def _bare_model(self):
-        return self.model.module if hasattr(self.model, "module") else self.model
+        return self._bare(self.model)
+
+    def _inference_model(self):
+        """The network that is validated and saved: the weight average if ``ema_decay`` is on."""
+        return self.ema.module if self.ema is not None else self._bare_model()
 
     def _checkpoint_path(self) -> Path:
         return self.output_dir / CHECKPOINT_NAME
@@ -228,6 +307,8 @@ class Trainer:
             "step": step,
             "model": self._bare_model().state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
+            "segmenter": self._bare(self.segmenter).state_dict() if self.segmenter is not None else {},
             "generator": generator.get_state(),
             "order": list(self.order),
             "elapsed_s": elapsed,
@@ -239,8 +320,6 @@ class Trainer:
         self._note_written(self._checkpoint_path())
 
     def _load_checkpoint(self, generator: torch.Generator) -> tuple[int, float]:
-        from .errors import ModelFileError
-
         path = self._checkpoint_path()
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -252,10 +331,29 @@ class Trainer:
             raise ModelFileError(path, f"was trained with another architecture {state['architecture']}; resume needs the same network settings")
         self._bare_model().load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            if not state.get("ema"):
+                raise ModelFileError(path, "cannot resume: the checkpoint has no weight average but ema_decay is set")
+            self.ema.load_state_dict(state["ema"])
+        if self.segmenter is not None:
+            if not state.get("segmenter"):
+                raise ModelFileError(path, "cannot resume: the checkpoint has no segmentation head but segmentation_weight is set")
+            self._bare(self.segmenter).load_state_dict(state["segmenter"])
         generator.set_state(state["generator"])
         self.order = list(state["order"])
         self.history = json.loads(state["history"])
         return int(state["step"]), float(state["elapsed_s"])
+
+    def _load_initial_weights(self, network) -> None:
+        """Start from the weights of ``initial_model`` (a LabelReg model file of the same architecture)."""
+        path = Path(self.config.initial_model).expanduser()
+        header, state = read_model_payload(path)
+        self.initial_model_header = header
+        if header.get("architecture") != architecture_of(self.config):
+            flags = " ".join(f"--{key} {value if isinstance(value, str) else json.dumps(value).replace(' ', '')}" for key, value in header.get("architecture", {}).items())
+            raise ModelFileError(path, f"has architecture {header.get('architecture')}, but the training settings ask for {architecture_of(self.config)}; "
+                                       f"train with the model's settings ({flags})")
+        network.load_state_dict({name: t.float() if t.is_floating_point() else t for name, t in state.items()})
 
     # ------------------------------------------------------------ output
     def _emit(self, record: dict):
@@ -278,6 +376,8 @@ class Trainer:
 
     def _write_metrics(self):
         columns = ["step", "loss", "similarity", "regulariser", "val_dice", "val_tre_mm", "val_folding", "elapsed_s"]
+        if self.segmenter is not None:
+            columns.insert(4, "segmentation")
         buffer = _io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -315,6 +415,14 @@ class Trainer:
                 },
                 "label_sampling": c.label_sampling,
                 "corner_scale": c.corner_scale,
+                "translation_mm": c.translation_mm,
+                "flip_axes": c.flip_axes,
+                "intensity_gamma": c.intensity_gamma,
+                "initial_model": c.initial_model,
+                # how the starting model was trained (and, nested, its own starting model): the full recipe
+                "initial_model_training": self.initial_model_header.get("training"),
+                "ema_decay": c.ema_decay,
+                "segmentation_weight": c.segmentation_weight,
                 "seed": c.seed,
                 "device": str(self.device),
             },
@@ -329,9 +437,19 @@ class Trainer:
         torch.manual_seed(c.seed)
         self._load_data()
         # channels-last 3D memory layout: about 30 % faster convolutions on the CPU, same results
-        network = build_network(**architecture_of(c)).to(self.device, memory_format=torch.channels_last_3d)
+        network = build_network(**architecture_of(c))
+        if c.initial_model:
+            self._load_initial_weights(network)
+        network = network.to(self.device, memory_format=torch.channels_last_3d)
         self.model = torch.nn.parallel.DistributedDataParallel(network) if self.dist.enabled else network
-        self.optimizer = torch.optim.Adam(network.parameters(), lr=c.learning_rate)
+        # the weight average is copied from the network before the segmentation head hooks into it
+        self.ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay), use_buffers=True) if c.ema_decay > 0 else None
+        parameters = list(network.parameters())
+        if c.segmentation_weight > 0:
+            head = GlandSegmentationHead(network).to(self.device)
+            self.segmenter = torch.nn.parallel.DistributedDataParallel(head) if self.dist.enabled else head
+            parameters += list(head.parameters())
+        self.optimizer = torch.optim.Adam(parameters, lr=c.learning_rate)
         generator = torch.Generator().manual_seed(c.seed)
         self.order, self.seen_cases = [], []
         step, elapsed = 0, 0.0
@@ -372,7 +490,7 @@ class Trainer:
         if self.dist.is_main:
             if not validation and self.val_idx:
                 validation = self.validate()
-            save_model(model_path, self._bare_model(), self._model_header(step, elapsed, validation))
+            save_model(model_path, self._inference_model(), self._model_header(step, elapsed, validation), half_precision=c.model_float16)
             self._note_written(model_path)
             self._write_metrics()
         self._emit({"event": "done", "step": step, "model": str(model_path), "wall_time_s": round(elapsed, 1), **validation})
