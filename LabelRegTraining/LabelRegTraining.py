@@ -292,13 +292,14 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def fineTuningArguments(initialModel: str) -> list:
-        """``labelreg train`` flags that start from ``initialModel``, with the architecture its header records
-        (they override the network choices of the panel, which must match the weights)."""
+        """``labelreg train`` flags that start from ``initialModel``, with the architecture, working spacing and
+        initial alignment its header records (they override the panel's network choices: the weights need them)."""
         from LabelRegLib.model_file import read_model_payload
 
-        architecture = read_model_payload(initialModel)[0]["architecture"]
-        args = ["--initial_model", os.path.abspath(initialModel)]
-        for key, value in architecture.items():
+        header = read_model_payload(initialModel)[0]
+        args = ["--initial_model", os.path.abspath(initialModel), "--initial_alignment", header.get("initial_alignment", "centers"),
+                "--working_spacing", str(header.get("working_spacing_mm") or 0)]
+        for key, value in header["architecture"].items():
             args += [f"--{key}", json.dumps(value) if isinstance(value, list) else str(value)]
         return args
 

@@ -102,7 +102,8 @@ def test_fine_tuning_starts_from_the_chosen_model_with_its_architecture(modules,
     assert _wait(logic, lambda: logic.state in ("finished", "crashed")), p.status
     assert logic.state == "finished", p.status
     header = read_model_payload(tmp_path / "tuned.pt")[0]
-    assert header["architecture"] == read_model_payload(start)[0]["architecture"]
+    bundled = read_model_payload(start)[0]
+    assert header["architecture"] == bundled["architecture"] and header["working_spacing_mm"] == bundled["working_spacing_mm"]
     assert header["training"]["initial_model"] == os.path.abspath(start)
 
 
