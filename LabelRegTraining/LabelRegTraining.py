@@ -294,14 +294,10 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
     def fineTuningArguments(initialModel: str) -> list:
         """``labelreg train`` flags that start from ``initialModel``, with the architecture, working spacing and
         initial alignment its header records (they override the panel's network choices: the weights need them)."""
-        from LabelRegLib.model_file import read_model_payload
+        from LabelRegLib.model_file import read_model_header
+        from LabelRegLib.training import model_settings_flags
 
-        header = read_model_payload(initialModel)[0]
-        args = ["--initial_model", os.path.abspath(initialModel), "--initial_alignment", header.get("initial_alignment", "centers"),
-                "--working_spacing", str(header.get("working_spacing_mm") or 0)]
-        for key, value in header["architecture"].items():
-            args += [f"--{key}", json.dumps(value) if isinstance(value, list) else str(value)]
-        return args
+        return ["--initial_model", os.path.abspath(initialModel), *model_settings_flags(read_model_header(initialModel))]
 
     def start(self, parameterNode, resume: bool = False) -> None:
         """Start (or resume) training in a new process group; returns at once."""

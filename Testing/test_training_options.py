@@ -43,21 +43,22 @@ def test_gamma_changes_image_contrast_but_not_labels_or_range(phantom_folder):
 
 def test_augmentation_draws_only_what_is_switched_on(phantom_folder):
     trainer = _loaded_trainer(phantom_folder, corner_scale=0.0, flip_axes="ij")
-    drawn = trainer._augmentation(64, torch.Generator().manual_seed(0))
+    drawn = trainer._augmentation([trainer.train_idx[0]] * 64, torch.Generator().manual_seed(0))
     assert all(a["thetas"] is None and a["gammas"] is None for a in drawn)
     assert {tuple(a["flip_dims"]) for a in drawn} == {(), (4,), (3,), (4, 3)}  # i -> dim 4, j -> dim 3, each half the time
 
 
 def test_translation_shifts_only_the_moving_side_within_the_range_in_mm(phantom_folder):
     trainer = _loaded_trainer(phantom_folder, corner_scale=0.0, translation_mm=5.0)
-    drawn = trainer._augmentation(64, torch.Generator().manual_seed(0))
+    case = trainer.train_idx[0]
+    drawn = trainer._augmentation([case] * 64, torch.Generator().manual_seed(0))
     identity = torch.eye(3, 4)
     assert all(torch.equal(a["thetas"][1], identity) and torch.equal(a["thetas"][0][:, :3], identity[:, :3]) for a in drawn)
-    shifts_mm = torch.stack([a["thetas"][0][:, 3] for a in drawn]).double() * trainer._normalised_unit_mm()
+    shifts_mm = torch.stack([a["thetas"][0][:, 3] for a in drawn]).double() * trainer._normalised_unit_mm(case)
     assert float(shifts_mm.abs().max()) <= 5.0 and float(shifts_mm.abs().max()) > 4.0
     # one normalised unit is half the training grid's extent: the phantom grid's spacing times (size - 1) / 2
-    spacing = float(np.linalg.norm(trainer.pairs[trainer.train_idx[0]].ijk_to_ras[:3, 0]))
-    assert float(trainer._normalised_unit_mm()[0]) == pytest.approx(spacing * (trainer.train_shape[2] - 1) / 2)
+    spacing = float(np.linalg.norm(trainer.pairs[case].ijk_to_ras[:3, 0]))
+    assert float(trainer._normalised_unit_mm(case)[0]) == pytest.approx(spacing * (trainer.train_shape[2] - 1) / 2)
 
 
 def test_an_unknown_flip_axis_is_refused_by_name():

@@ -14,9 +14,9 @@ LabelReg's own additions live in the same sections (see :class:`TrainConfig`
 for their meaning and defaults): ``data_dir``; ``num_channel_initial``,
 ``ddf_levels``, ``norm``; ``validation_fraction``, ``freq_validation``,
 ``device``, ``initial_alignment``, ``working_spacing``, ``seed``,
-``corner_scale``, ``translation_mm``, ``flip_axes``, ``intensity_gamma``, ``label_sampling``,
-``phantom_pairs``, ``initial_model``, ``ema_decay``, ``model_float16``, ``segmentation_weight``, ``output_dir``,
-``deterministic``.
+``corner_scale``, ``translation_mm``, ``flip_axes``, ``intensity_gamma``,
+``label_sampling``, ``phantom_pairs``, ``initial_model``, ``ema_decay``,
+``segmentation_weight``, ``model_float16``, ``output_dir``, ``deterministic``.
 Every key is also a command-line flag of ``labelreg train`` (``--key``).
 """
 

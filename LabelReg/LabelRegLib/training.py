@@ -73,6 +73,15 @@ def architecture_of(config: TrainConfig) -> dict:
     return architecture
 
 
+def model_settings_flags(header: dict) -> list[str]:
+    """``labelreg train`` flags that reproduce a model's architecture, working spacing and initial
+    alignment (what training from it with ``initial_model`` needs to match)."""
+    flags = ["--initial_alignment", header.get("initial_alignment", "centers"), "--working_spacing", str(header.get("working_spacing_mm") or 0)]
+    for key, value in header["architecture"].items():
+        flags += [f"--{key}", value if isinstance(value, str) else json.dumps(value).replace(" ", "")]
+    return flags
+
+
 def _pad_to(array: np.ndarray, shape) -> np.ndarray:
     return np.pad(array, [(0, n - s) for s, n in zip(array.shape, shape)])
 
@@ -178,9 +187,10 @@ class Trainer:
                 batch.append((case_index, [int(torch.randint(n_labels, (1,), generator=generator))]))
         return batch
 
-    def _augmentation(self, n_pairs: int, generator: torch.Generator) -> list[dict]:
-        """Random augmentation parameters of ``n_pairs`` pairs (drawn only for the options that are on)."""
+    def _augmentation(self, case_indices: list[int], generator: torch.Generator) -> list[dict]:
+        """Random augmentation parameters of the pairs ``case_indices`` (drawn only for the options that are on)."""
         c = self.config
+        n_pairs = len(case_indices)
         thetas = random_affine(2 * n_pairs, c.corner_scale, generator) if c.corner_scale > 0 else None
         flip_dims = [FLIP_DIMS[axis] for axis in c.flip_axes]
         flips = torch.rand(n_pairs, len(flip_dims), generator=generator) < 0.5 if flip_dims else None
@@ -189,8 +199,8 @@ class Trainer:
             shifts = (2 * torch.rand(n_pairs, 3, generator=generator, dtype=torch.float64) - 1) * c.translation_mm
             if thetas is None:
                 thetas = torch.eye(3, 4).repeat(2 * n_pairs, 1, 1)
-            thetas = thetas.clone()
-            thetas[0::2, :, 3] += (shifts / self._normalised_unit_mm()).float()
+            units_mm = torch.stack([self._normalised_unit_mm(case) for case in case_indices])
+            thetas[0::2, :, 3] += (shifts / units_mm).float()
         return [
             {
                 "thetas": None if thetas is None else (thetas[2 * n], thetas[2 * n + 1]),
@@ -200,9 +210,9 @@ class Trainer:
             for n in range(n_pairs)
         ]
 
-    def _normalised_unit_mm(self) -> torch.Tensor:
-        """Millimetres per unit of the normalised [-1, 1] coordinates (i, j, k) of the training tensors."""
-        spacing = np.linalg.norm(self.pairs[self.train_idx[0]].ijk_to_ras[:3, :3], axis=0)  # working grid: one spacing for all
+    def _normalised_unit_mm(self, case_index: int) -> torch.Tensor:
+        """Millimetres per unit of the normalised [-1, 1] coordinates (i, j, k) of a pair's training tensors."""
+        spacing = np.linalg.norm(self.pairs[case_index].ijk_to_ras[:3, :3], axis=0)  # voxel size along i, j, k
         half_size = (np.array(self.train_shape[::-1]) - 1) / 2
         return torch.as_tensor(spacing * half_size)
 
@@ -229,7 +239,7 @@ class Trainer:
     def _train_step(self, step: int, generator: torch.Generator) -> dict:
         c = self.config
         batch = self._global_batch(step, generator)
-        augmentations = self._augmentation(len(batch), generator)
+        augmentations = self._augmentation([case for case, _ in batch], generator)
         mine = slice(self.dist.rank * c.minibatch_size, (self.dist.rank + 1) * c.minibatch_size)
         samples = [self._augmented_sample(ci, lm, a) for (ci, lm), a in zip(batch, augmentations)][mine]
         self.seen_cases.extend(ci for ci, _ in batch[mine])
@@ -350,10 +360,9 @@ class Trainer:
         header, state = read_model_payload(path)
         self.initial_model_header = header
         if header.get("architecture") != architecture_of(self.config):
-            flags = " ".join(f"--{key} {value if isinstance(value, str) else json.dumps(value).replace(' ', '')}" for key, value in header.get("architecture", {}).items())
             raise ModelFileError(path, f"has architecture {header.get('architecture')}, but the training settings ask for {architecture_of(self.config)}; "
-                                       f"train with the model's settings ({flags})")
-        network.load_state_dict({name: t.float() if t.is_floating_point() else t for name, t in state.items()})
+                                       f"train with the model's settings ({' '.join(model_settings_flags(header))})")
+        network.load_state_dict(state)  # float16 weights are copied into the float32 parameters
 
     # ------------------------------------------------------------ output
     def _emit(self, record: dict):
