@@ -46,6 +46,8 @@ def _add_train_parser(commands):
         "total_iterations": "training steps",
         "minibatch_size": "image pairs per step (per process under torchrun)",
         "learning_rate": "Adam learning rate",
+        "learning_rate_milestones": "steps after which the learning rate is multiplied by learning_rate_decay, e.g. '[6000]'",
+        "learning_rate_decay": "factor applied to the learning rate at each milestone",
         "freq_info_print": "print progress every N steps",
         "freq_model_save": "write the checkpoint every N steps",
         "freq_validation": "validate every N steps",

@@ -13,6 +13,7 @@ The original tutorial's sections and keys keep their meaning::
 LabelReg's own additions live in the same sections (see :class:`TrainConfig`
 for their meaning and defaults): ``data_dir``; ``num_channel_initial``,
 ``ddf_levels``, ``norm``; ``validation_fraction``, ``freq_validation``,
+``learning_rate_milestones``, ``learning_rate_decay``,
 ``device``, ``initial_alignment``, ``working_spacing``, ``seed``,
 ``corner_scale``, ``translation_mm``, ``flip_axes``, ``intensity_gamma``,
 ``label_sampling``, ``phantom_pairs``, ``initial_model``, ``ema_decay``,
@@ -50,6 +51,8 @@ class TrainConfig:
     total_iterations: int = 1000
     minibatch_size: int = 4
     learning_rate: float = 1e-4
+    learning_rate_milestones: list = field(default_factory=list)  # steps after which the learning rate is multiplied by learning_rate_decay
+    learning_rate_decay: float = 0.1
     freq_info_print: int = 10
     freq_model_save: int = 100
     freq_validation: int = 50

@@ -264,6 +264,8 @@ class Trainer:
             loss = loss + c.segmentation_weight * segmentation
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for group in self.optimizer.param_groups:  # a function of the step alone, so a resumed run follows the same schedule
+            group["lr"] = self.learning_rate(step)
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update_parameters(self._bare_model())
@@ -271,6 +273,12 @@ class Trainer:
         if self.segmenter is not None:
             record["segmentation"] = float(segmentation.detach())
         return record
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of the 0-based training ``step``: ``learning_rate``, times ``learning_rate_decay``
+        for every milestone already passed."""
+        c = self.config
+        return c.learning_rate * c.learning_rate_decay ** sum(step >= milestone for milestone in c.learning_rate_milestones)
 
     # ------------------------------------------------------------ validation
     @torch.no_grad()
@@ -416,6 +424,8 @@ class Trainer:
                 "wall_time_s": round(elapsed, 1),
                 "minibatch_size": c.minibatch_size,
                 "learning_rate": c.learning_rate,
+                "learning_rate_milestones": c.learning_rate_milestones,
+                "learning_rate_decay": c.learning_rate_decay,
                 "loss": {
                     "similarity_type": c.similarity_type,
                     "similarity_scales": c.similarity_scales,
