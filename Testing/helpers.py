@@ -29,13 +29,19 @@ def run_labelreg(*args, timeout: float = 600, **kwargs) -> subprocess.CompletedP
     return subprocess.run(labelreg_command(*args), capture_output=True, text=True, timeout=timeout, env=subprocess_env(), **kwargs)
 
 
-def train_tiny_model(data_dir: Path, output_dir: Path, steps: int = 2, resume: bool = False, **overrides) -> Path:
-    """A 4-channel LocalNet trained for a couple of steps on phantom pairs (in-process)."""
+def tiny_trainer(data_dir: Path, output_dir: Path, steps: int = 2, **overrides):
+    """A trainer of a 4-channel LocalNet for a couple of steps on phantom pairs (in-process, progress discarded)."""
+    import io
+
     from LabelRegLib.config import TrainConfig
     from LabelRegLib.training import Trainer
 
     settings = dict(data_dir=str(data_dir), output_dir=str(output_dir), total_iterations=steps, minibatch_size=2,
                     num_channel_initial=4, freq_validation=steps, freq_model_save=steps, freq_info_print=1, validation_fraction=0.25)
     settings.update(overrides)
-    with open(os.devnull, "w") as quiet:
-        return Trainer(TrainConfig(**settings), stream=quiet).run(resume=resume)
+    return Trainer(TrainConfig(**settings), stream=io.StringIO())
+
+
+def train_tiny_model(data_dir: Path, output_dir: Path, steps: int = 2, resume: bool = False, **overrides) -> Path:
+    """The model file of :func:`tiny_trainer`'s run."""
+    return tiny_trainer(data_dir, output_dir, steps, **overrides).run(resume=resume)

@@ -1,13 +1,11 @@
 """Training options beyond the original: mirroring, gamma, fine-tuning from a model file, weight averaging,
 a stepped learning rate."""
 
-import os
-
 import numpy as np
 import pytest
 import torch
 
-from helpers import train_tiny_model
+from helpers import tiny_trainer, train_tiny_model
 from LabelRegLib.config import TrainConfig
 from LabelRegLib.errors import InputError, ModelFileError
 from LabelRegLib.model_file import read_model_payload
@@ -103,11 +101,8 @@ def test_the_learning_rate_drops_by_the_decay_after_each_milestone_and_the_optim
     schedule = Trainer(TrainConfig(learning_rate=1e-3, learning_rate_milestones=[2, 5], learning_rate_decay=0.5))
     assert [schedule.learning_rate(step) for step in range(7)] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
 
-    settings = TrainConfig(data_dir=str(phantom_folder), output_dir=str(tmp_path), total_iterations=3, minibatch_size=1, num_channel_initial=4,
-                           learning_rate=1e-3, learning_rate_milestones=[2], learning_rate_decay=0.5, freq_validation=3, validation_fraction=0.25)
-    with open(os.devnull, "w") as quiet:
-        trainer = Trainer(settings, stream=quiet)
-        header = read_model_payload(trainer.run())[0]
+    trainer = tiny_trainer(phantom_folder, tmp_path, steps=3, minibatch_size=1, learning_rate=1e-3, learning_rate_milestones=[2], learning_rate_decay=0.5)
+    header = read_model_payload(trainer.run())[0]
     assert [group["lr"] for group in trainer.optimizer.param_groups] == [5e-4]  # the third step ran at the decayed rate
     assert header["training"]["learning_rate_milestones"] == [2] and header["training"]["learning_rate_decay"] == 0.5
 

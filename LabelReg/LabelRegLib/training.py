@@ -100,6 +100,15 @@ class Distributed:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` in DistributedDataParallel when several processes train (gradients averaged), else itself."""
+        return torch.nn.parallel.DistributedDataParallel(module) if self.enabled else module
+
+    @staticmethod
+    def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` without its DistributedDataParallel wrapper."""
+        return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
+
     def close(self):
         if self.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -304,13 +313,8 @@ class Trainer:
         return {"val_dice": float(np.median(dices)), "val_tre_mm": float(np.median(finite_tres)) if finite_tres else float("nan"), "val_folding": float(np.max(foldings))}
 
     # ------------------------------------------------------------ state
-    @staticmethod
-    def _bare(module):
-        """``module`` without its DistributedDataParallel wrapper."""
-        return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
-
     def _bare_model(self):
-        return self._bare(self.model)
+        return Distributed.unwrap(self.model)
 
     def _inference_model(self):
         """The network that is validated and saved: the weight average if ``ema_decay`` is on."""
@@ -326,7 +330,7 @@ class Trainer:
             "model": self._bare_model().state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else {},
-            "segmenter": self._bare(self.segmenter).state_dict() if self.segmenter is not None else {},
+            "segmenter": Distributed.unwrap(self.segmenter).state_dict() if self.segmenter is not None else {},
             "generator": generator.get_state(),
             "order": list(self.order),
             "elapsed_s": elapsed,
@@ -356,7 +360,7 @@ class Trainer:
         if self.segmenter is not None:
             if not state.get("segmenter"):
                 raise ModelFileError(path, "cannot resume: the checkpoint has no segmentation head but segmentation_weight is set")
-            self._bare(self.segmenter).load_state_dict(state["segmenter"])
+            Distributed.unwrap(self.segmenter).load_state_dict(state["segmenter"])
         generator.set_state(state["generator"])
         self.order = list(state["order"])
         self.history = json.loads(state["history"])
@@ -460,13 +464,13 @@ class Trainer:
         if c.initial_model:
             self._load_initial_weights(network)
         network = network.to(self.device, memory_format=torch.channels_last_3d)
-        self.model = torch.nn.parallel.DistributedDataParallel(network) if self.dist.enabled else network
+        self.model = self.dist.wrap(network)
         # the weight average is copied from the network before the segmentation head hooks into it
         self.ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay), use_buffers=True) if c.ema_decay > 0 else None
         parameters = list(network.parameters())
         if c.segmentation_weight > 0:
             head = GlandSegmentationHead(network).to(self.device)
-            self.segmenter = torch.nn.parallel.DistributedDataParallel(head) if self.dist.enabled else head
+            self.segmenter = self.dist.wrap(head)
             parameters += list(head.parameters())
         self.optimizer = torch.optim.Adam(parameters, lr=c.learning_rate)
         generator = torch.Generator().manual_seed(c.seed)
