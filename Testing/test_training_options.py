@@ -97,6 +97,20 @@ def test_the_saved_model_is_the_weight_average(phantom_folder, tmp_path):
     assert header["storage"] == "float16" and averaged_weights["encoder.down.0.conv0.conv.weight"].dtype == torch.float16
 
 
+def test_the_saved_model_is_the_equal_weight_mean_of_the_stochastic_weight_average_snapshots(phantom_folder, tmp_path):
+    settings = dict(learning_rate=1e-2, seed=3, norm="instance")
+    # snapshots at steps 2, 4 and 6: the networks that runs of 2, 4 and 6 steps save
+    snapshots = [read_model_payload(train_tiny_model(phantom_folder, tmp_path / f"plain{steps}", steps=steps, **settings))[1] for steps in (2, 4, 6)]
+    averaged = train_tiny_model(phantom_folder, tmp_path / "swa", steps=7, swa_start=2, swa_every=2, **settings)
+    weights = read_model_payload(averaged)[1]
+    for name in weights:
+        assert torch.allclose(weights[name], sum(s[name] for s in snapshots) / 3, rtol=1e-5, atol=1e-7), name
+    training = read_model_payload(averaged)[0]["training"]
+    assert (training["swa_start"], training["swa_every"], training["swa_snapshots"]) == (2, 2, 3)
+    with pytest.raises(InputError, match="swa_every.*positive"):
+        Trainer(TrainConfig(swa_start=10, swa_every=0))
+
+
 def test_the_learning_rate_drops_by_the_decay_after_each_milestone_and_the_optimizer_uses_it(phantom_folder, tmp_path):
     schedule = Trainer(TrainConfig(learning_rate=1e-3, learning_rate_milestones=[2, 5], learning_rate_decay=0.5))
     assert [schedule.learning_rate(step) for step in range(7)] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4])

@@ -64,6 +64,8 @@ def _add_train_parser(commands):
         "intensity_gamma": "random gamma augmentation: standard deviation of log(gamma) (0 = off)",
         "initial_model": "model file to start from (fine-tuning, e.g. the bundled model on new data)",
         "ema_decay": "keep an exponential moving average of the weights with this per-step decay (0 = off)",
+        "swa_start": "from this step on, average the network (the moving average if ema_decay is on) every swa_every steps with equal weights, and save that average (0 = off)",
+        "swa_every": "steps between two snapshots of the weight average of swa_start",
         "segmentation_weight": "weight of an auxiliary gland segmentation task during training (0 = off)",
         "label_sampling": "one (one landmark per pair and step, the original) or all",
         "phantom_pairs": "synthetic phantom pairs added to the training share",

@@ -17,7 +17,7 @@ for their meaning and defaults): ``data_dir``; ``num_channel_initial``,
 ``device``, ``initial_alignment``, ``working_spacing``, ``seed``,
 ``corner_scale``, ``translation_mm``, ``flip_axes``, ``intensity_gamma``,
 ``label_sampling``, ``phantom_pairs``, ``initial_model``, ``ema_decay``,
-``segmentation_weight``, ``model_float16``, ``output_dir``, ``deterministic``.
+``swa_start``, ``swa_every``, ``segmentation_weight``, ``model_float16``, ``output_dir``, ``deterministic``.
 Every key is also a command-line flag of ``labelreg train`` (``--key``).
 """
 
@@ -71,6 +71,8 @@ class TrainConfig:
     phantom_pairs: int = 0  # synthetic phantom pairs added to the training share (never to validation)
     initial_model: str = ""  # model file whose weights start the training (fine-tuning); same architecture
     ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of the weights (per step)
+    swa_start: int = 0  # > 0: from this step on, validate and save the equal-weight average of the network every swa_every steps
+    swa_every: int = 250  # steps between two snapshots of the stochastic weight average
     segmentation_weight: float = 0.0  # > 0: also learn to segment the gland in both images (a training-only task) with this weight
     seed: int = 0
     deterministic: bool = False

@@ -15,8 +15,10 @@ registration problem because both images and all labels are mirrored on the
 same working grid), random gamma of each image (``intensity_gamma``), starting
 from a model file (``initial_model``, for fine-tuning), an exponential moving
 average of the weights (``ema_decay``) that validation and the saved model use,
-and a training-only gland segmentation task (``segmentation_weight``, see
-:mod:`LabelRegLib.segmentation_head`).
+a stochastic weight average (``swa_start``, ``swa_every``: the equal-weight mean
+of snapshots of the network, or of its moving average, taken every few hundred
+steps; Izmailov et al. 2018) that then replaces it, and a training-only gland
+segmentation task (``segmentation_weight``, see :mod:`LabelRegLib.segmentation_head`).
 
 All randomness comes from one ``torch.Generator`` saved in every checkpoint,
 so ``resume`` continues exactly where the last checkpoint stopped. Under
@@ -131,8 +133,11 @@ class Trainer:
         unknown_axes = set(config.flip_axes) - set(FLIP_DIMS)
         if unknown_axes:
             raise InputError("flip_axes", f"'{config.flip_axes}' has unknown axis {sorted(unknown_axes)}; use the letters i, j and k")
+        if config.swa_every < 1:
+            raise InputError("swa_every", f"must be a positive number of steps, not {config.swa_every}")
         self._cases = cases
         self.ema = None
+        self.swa = None
         self.segmenter = None
         self.initial_model_header: dict = {}
         self.history: list[dict] = []
@@ -278,6 +283,8 @@ class Trainer:
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update_parameters(self._bare_model())
+        if self.swa is not None and step + 1 >= c.swa_start and (step + 1 - c.swa_start) % c.swa_every == 0:
+            self.swa.update_parameters(self._smoothed_model())
         record = {"loss": float(loss.detach()), "similarity": float(similarity.detach()), "regulariser": float(energy.detach())}
         if self.segmenter is not None:
             record["segmentation"] = float(segmentation.detach())
@@ -316,9 +323,16 @@ class Trainer:
     def _bare_model(self):
         return Distributed.unwrap(self.model)
 
-    def _inference_model(self):
-        """The network that is validated and saved: the weight average if ``ema_decay`` is on."""
+    def _smoothed_model(self):
+        """The network with the moving average of its weights if ``ema_decay`` is on."""
         return self.ema.module if self.ema is not None else self._bare_model()
+
+    def _inference_model(self):
+        """The network that is validated and saved: the stochastic weight average once it holds a snapshot,
+        else :meth:`_smoothed_model`."""
+        if self.swa is not None and int(self.swa.n_averaged) > 0:
+            return self.swa.module
+        return self._smoothed_model()
 
     def _checkpoint_path(self) -> Path:
         return self.output_dir / CHECKPOINT_NAME
@@ -330,6 +344,7 @@ class Trainer:
             "model": self._bare_model().state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else {},
+            "swa": self.swa.state_dict() if self.swa is not None else {},
             "segmenter": Distributed.unwrap(self.segmenter).state_dict() if self.segmenter is not None else {},
             "generator": generator.get_state(),
             "order": list(self.order),
@@ -357,6 +372,10 @@ class Trainer:
             if not state.get("ema"):
                 raise ModelFileError(path, "cannot resume: the checkpoint has no weight average but ema_decay is set")
             self.ema.load_state_dict(state["ema"])
+        if self.swa is not None:
+            if not state.get("swa"):
+                raise ModelFileError(path, "cannot resume: the checkpoint has no stochastic weight average but swa_start is set")
+            self.swa.load_state_dict(state["swa"])
         if self.segmenter is not None:
             if not state.get("segmenter"):
                 raise ModelFileError(path, "cannot resume: the checkpoint has no segmentation head but segmentation_weight is set")
@@ -445,6 +464,9 @@ class Trainer:
                 # how the starting model was trained (and, nested, its own starting model): the full recipe
                 "initial_model_training": self.initial_model_header.get("training"),
                 "ema_decay": c.ema_decay,
+                "swa_start": c.swa_start,
+                "swa_every": c.swa_every,
+                "swa_snapshots": int(self.swa.n_averaged) if self.swa is not None else 0,
                 "segmentation_weight": c.segmentation_weight,
                 "seed": c.seed,
                 "device": str(self.device),
@@ -467,6 +489,7 @@ class Trainer:
         self.model = self.dist.wrap(network)
         # the weight average is copied from the network before the segmentation head hooks into it
         self.ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay), use_buffers=True) if c.ema_decay > 0 else None
+        self.swa = AveragedModel(network, use_buffers=True) if c.swa_start > 0 else None  # equal weights: the running mean of its snapshots
         parameters = list(network.parameters())
         if c.segmentation_weight > 0:
             head = GlandSegmentationHead(network).to(self.device)
