@@ -57,7 +57,8 @@ def test_sigkill_then_resume_gives_the_same_weights_as_an_uninterrupted_run(phan
     env = subprocess_env()
     # every random augmentation, both weight averages and a learning-rate step after the kill: their state must survive the kill too
     augmented = ["--translation_mm", 5, "--flip_axes", "jk", "--intensity_gamma", 0.3, "--ema_decay", 0.9, "--segmentation_weight", 0.5,
-                 "--learning_rate_milestones", "[9]", "--learning_rate_decay", 0.5, "--swa_start", 4, "--swa_every", 3]
+                 "--learning_rate_milestones", "[9]", "--learning_rate_decay", 0.5, "--swa_start", 4, "--swa_every", 3,
+                 "--fixed_translation_mm", 3]
     full = subprocess.run(labelreg_command(*_train_args(phantom_folder, tmp_path / "full", 12, 3, *augmented)), capture_output=True, text=True, env=env, timeout=600)
     assert full.returncode == 0, full.stderr
 

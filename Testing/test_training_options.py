@@ -49,18 +49,25 @@ def test_augmentation_draws_only_what_is_switched_on(phantom_folder):
     assert {tuple(a["flip_dims"]) for a in drawn} == {(), (4,), (3,), (4, 3)}  # i -> dim 4, j -> dim 3, each half the time
 
 
-def test_translation_shifts_only_the_moving_side_within_the_range_in_mm(phantom_folder):
-    trainer = _loaded_trainer(phantom_folder, corner_scale=0.0, translation_mm=5.0)
+@pytest.mark.parametrize("option, side", [("translation_mm", 0), ("fixed_translation_mm", 1)])
+def test_a_translation_shifts_only_its_side_within_the_range_in_mm(phantom_folder, option, side):
+    trainer = _loaded_trainer(phantom_folder, corner_scale=0.0, **{option: 5.0})
     case = trainer.train_idx[0]
     drawn = trainer._augmentation([case] * 64, torch.Generator().manual_seed(0))
     identity = torch.eye(3, 4)
-    assert all(torch.equal(a["thetas"][1], identity) and torch.equal(a["thetas"][0][:, :3], identity[:, :3]) for a in drawn)
-    shifts_mm = torch.stack([a["thetas"][0][:, 3] for a in drawn]).double() * trainer._normalised_unit_mm(case)
+    assert all(torch.equal(a["thetas"][1 - side], identity) and torch.equal(a["thetas"][side][:, :3], identity[:, :3]) for a in drawn)
+    shifts_mm = torch.stack([a["thetas"][side][:, 3] for a in drawn]).double() * trainer._normalised_unit_mm(case)
     assert float(shifts_mm.abs().max()) <= 5.0 and float(shifts_mm.abs().max()) > 4.0
     # one normalised unit is half the training grid's extent: the phantom grid's spacing times (size - 1) / 2
     spacing = float(np.linalg.norm(trainer.pairs[case].ijk_to_ras[:3, 0]))
     assert float(trainer._normalised_unit_mm(case)[0]) == pytest.approx(spacing * (trainer.train_shape[2] - 1) / 2)
 
+
+def test_with_both_translations_on_each_side_gets_its_own_shift(phantom_folder):
+    trainer = _loaded_trainer(phantom_folder, corner_scale=0.0, translation_mm=5.0, fixed_translation_mm=5.0)
+    drawn = trainer._augmentation([trainer.train_idx[0]] * 8, torch.Generator().manual_seed(0))
+    moving_shifts, fixed_shifts = (torch.stack([a["thetas"][side][:, 3] for a in drawn]) for side in (0, 1))
+    assert bool((moving_shifts != 0).all()) and bool((fixed_shifts != 0).all()) and not torch.equal(moving_shifts, fixed_shifts)
 
 def test_an_unknown_flip_axis_is_refused_by_name():
     with pytest.raises(InputError, match="flip_axes.*'x'"):

@@ -60,6 +60,7 @@ def _add_train_parser(commands):
         "working_spacing": "working voxel size in mm (0 = the fixed image's own grid)",
         "corner_scale": "random affine augmentation strength (0 = off)",
         "translation_mm": "random shift of the moving side, uniform in +-V mm per axis (0 = off)",
+        "fixed_translation_mm": "random shift of the fixed side within its field of view, uniform in +-V mm per axis (0 = off)",
         "flip_axes": "working-grid axes mirrored at random, e.g. 'j' (the pair's left-right axis)",
         "intensity_gamma": "random gamma augmentation: standard deviation of log(gamma) (0 = off)",
         "initial_model": "model file to start from (fine-tuning, e.g. the bundled model on new data)",

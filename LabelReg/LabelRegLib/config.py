@@ -13,11 +13,12 @@ The original tutorial's sections and keys keep their meaning::
 LabelReg's own additions live in the same sections (see :class:`TrainConfig`
 for their meaning and defaults): ``data_dir``; ``num_channel_initial``,
 ``ddf_levels``, ``norm``; ``validation_fraction``, ``freq_validation``,
-``learning_rate_milestones``, ``learning_rate_decay``,
-``device``, ``initial_alignment``, ``working_spacing``, ``seed``,
-``corner_scale``, ``translation_mm``, ``flip_axes``, ``intensity_gamma``,
-``label_sampling``, ``phantom_pairs``, ``initial_model``, ``ema_decay``,
-``swa_start``, ``swa_every``, ``segmentation_weight``, ``model_float16``, ``output_dir``, ``deterministic``.
+``learning_rate_milestones``, ``learning_rate_decay``, ``device``,
+``initial_alignment``, ``working_spacing``, ``seed``, ``corner_scale``,
+``translation_mm``, ``fixed_translation_mm``, ``flip_axes``,
+``intensity_gamma``, ``label_sampling``, ``phantom_pairs``, ``initial_model``,
+``ema_decay``, ``swa_start``, ``swa_every``, ``segmentation_weight``,
+``model_float16``, ``output_dir``, ``deterministic``.
 Every key is also a command-line flag of ``labelreg train`` (``--key``).
 """
 
@@ -65,6 +66,7 @@ class TrainConfig:
     working_spacing: float = 0.0  # mm; 0 = the fixed image's own grid
     corner_scale: float = 0.1
     translation_mm: float = 0.0  # random shift of the moving image and labels, uniform in +-translation_mm per axis
+    fixed_translation_mm: float = 0.0  # the same for the fixed image and labels (moved within their field of view)
     flip_axes: str = ""  # working-grid axes ("i", "j", "k") along which a pair (both images, all labels) is mirrored with probability 1/2
     intensity_gamma: float = 0.0  # each image's [0, 1] intensities raised to exp(N(0, intensity_gamma)); 0 = off
     label_sampling: str = "one"  # "one": one landmark per pair (the original); "all": every landmark of the pair

@@ -9,7 +9,9 @@ label dissimilarity plus the weighted regulariser with Adam.
 
 LabelReg's additions, each off by default: random shifts of the moving side
 (``translation_mm``, so that a network cannot learn each training pair's
-offset by heart but must find the gland in both images), mirroring whole pairs along chosen
+offset by heart but must find the gland in both images) and of the fixed side
+(``fixed_translation_mm``, so that it cannot rely on where the gland usually
+lies in the fixed field of view either), mirroring whole pairs along chosen
 working-grid axes (``flip_axes``; a mirrored pair is still a consistent
 registration problem because both images and all labels are mirrored on the
 same working grid), random gamma of each image (``intensity_gamma``), starting
@@ -209,12 +211,15 @@ class Trainer:
         flip_dims = [FLIP_DIMS[axis] for axis in c.flip_axes]
         flips = torch.rand(n_pairs, len(flip_dims), generator=generator) < 0.5 if flip_dims else None
         gammas = torch.exp(c.intensity_gamma * torch.randn(2 * n_pairs, generator=generator)) if c.intensity_gamma > 0 else None
-        if c.translation_mm > 0:  # a random shift of the moving side, uniform in +-translation_mm per axis
-            shifts = (2 * torch.rand(n_pairs, 3, generator=generator, dtype=torch.float64) - 1) * c.translation_mm
-            if thetas is None:
-                thetas = torch.eye(3, 4).repeat(2 * n_pairs, 1, 1)
-            units_mm = torch.stack([self._normalised_unit_mm(case) for case in case_indices])
-            thetas[0::2, :, 3] += (shifts / units_mm).float()
+        # random shifts, uniform in +-V mm per axis: of the moving side (translation_mm), then of the fixed side
+        # (fixed_translation_mm: the US and its labels move in their field of view)
+        for side, range_mm in enumerate((c.translation_mm, c.fixed_translation_mm)):
+            if range_mm > 0:
+                shifts = (2 * torch.rand(n_pairs, 3, generator=generator, dtype=torch.float64) - 1) * range_mm
+                if thetas is None:
+                    thetas = torch.eye(3, 4).repeat(2 * n_pairs, 1, 1)
+                units_mm = torch.stack([self._normalised_unit_mm(case) for case in case_indices])
+                thetas[side::2, :, 3] += (shifts / units_mm).float()
         return [
             {
                 "thetas": None if thetas is None else (thetas[2 * n], thetas[2 * n + 1]),
@@ -458,6 +463,7 @@ class Trainer:
                 "label_sampling": c.label_sampling,
                 "corner_scale": c.corner_scale,
                 "translation_mm": c.translation_mm,
+                "fixed_translation_mm": c.fixed_translation_mm,
                 "flip_axes": c.flip_axes,
                 "intensity_gamma": c.intensity_gamma,
                 "initial_model": c.initial_model,
