@@ -1,5 +1,5 @@
-"""Training options beyond the original: mirroring, gamma, fine-tuning from a model file, weight averaging,
-a stepped learning rate."""
+"""Training options beyond the original: shifts, mirroring, gamma, fine-tuning from a model file, weight averages
+(moving and stochastic), a stepped learning rate."""
 
 import numpy as np
 import pytest
@@ -68,6 +68,7 @@ def test_with_both_translations_on_each_side_gets_its_own_shift(phantom_folder):
     drawn = trainer._augmentation([trainer.train_idx[0]] * 8, torch.Generator().manual_seed(0))
     moving_shifts, fixed_shifts = (torch.stack([a["thetas"][side][:, 3] for a in drawn]) for side in (0, 1))
     assert bool((moving_shifts != 0).all()) and bool((fixed_shifts != 0).all()) and not torch.equal(moving_shifts, fixed_shifts)
+
 
 def test_an_unknown_flip_axis_is_refused_by_name():
     with pytest.raises(InputError, match="flip_axes.*'x'"):

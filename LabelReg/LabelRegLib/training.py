@@ -213,13 +213,15 @@ class Trainer:
         gammas = torch.exp(c.intensity_gamma * torch.randn(2 * n_pairs, generator=generator)) if c.intensity_gamma > 0 else None
         # random shifts, uniform in +-V mm per axis: of the moving side (translation_mm), then of the fixed side
         # (fixed_translation_mm: the US and its labels move in their field of view)
-        for side, range_mm in enumerate((c.translation_mm, c.fixed_translation_mm)):
-            if range_mm > 0:
-                shifts = (2 * torch.rand(n_pairs, 3, generator=generator, dtype=torch.float64) - 1) * range_mm
-                if thetas is None:
-                    thetas = torch.eye(3, 4).repeat(2 * n_pairs, 1, 1)
-                units_mm = torch.stack([self._normalised_unit_mm(case) for case in case_indices])
-                thetas[side::2, :, 3] += (shifts / units_mm).float()
+        ranges_mm = (c.translation_mm, c.fixed_translation_mm)
+        if any(range_mm > 0 for range_mm in ranges_mm):
+            if thetas is None:
+                thetas = torch.eye(3, 4).repeat(2 * n_pairs, 1, 1)
+            units_mm = torch.stack([self._normalised_unit_mm(case) for case in case_indices])  # mm per normalised unit, (i, j, k)
+            for side, range_mm in enumerate(ranges_mm):
+                if range_mm > 0:
+                    shifts = (2 * torch.rand(n_pairs, 3, generator=generator, dtype=torch.float64) - 1) * range_mm
+                    thetas[side::2, :, 3] += (shifts / units_mm).float()
         return [
             {
                 "thetas": None if thetas is None else (thetas[2 * n], thetas[2 * n + 1]),
