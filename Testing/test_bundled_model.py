@@ -1,4 +1,4 @@
-"""The bundled model: small, loads safely, improves every demo pair, and its model card numbers reproduce."""
+"""The bundled model: small, loads safely, improves every demo pair, was made by the committed recipe, and its model card numbers reproduce."""
 
 import numpy as np
 import pytest
