@@ -17,6 +17,7 @@ HEADER = {
     "working_spacing_mm": 1.5,
     "intensity_normalisation": {"method": "percentile", "low": 1.0, "high": 99.0},
     "initial_alignment": "centers",
+    "training_input_shape_kji": [20, 30, 22],
     "training": {"data": "phantoms", "steps": 3},
     "validation": {"val_dice": 0.5},
 }
@@ -41,6 +42,7 @@ def test_header_round_trips_and_weights_load(model_path):
     assert header["storage"] == "float32" and len(header["weights_sha256"]) == 64
     loaded = load_model(model_path)
     assert not loaded.network.training
+    assert loaded.network.min_input_shape == (20, 30, 22)  # smaller inputs are padded to the training size
     assert all(p.dtype == torch.float32 for p in loaded.network.parameters())
 
 

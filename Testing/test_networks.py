@@ -20,6 +20,22 @@ def test_output_shape_equals_fixed_shape_for_odd_sizes(network_type):
     assert ddf.dtype == torch.float32
 
 
+def test_an_input_smaller_than_the_training_size_is_zero_padded_to_it_centred():
+    torch.manual_seed(0)
+    net = LocalNet(num_channel_initial=4, norm="instance").eval()
+    with torch.no_grad():  # a trained-like network: the output layers start at zero
+        for parameter in net.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    moving, fixed = torch.rand(1, 1, 19, 21, 17), torch.rand(1, 1, 19, 21, 17)
+    net.min_input_shape = (23, 38, 17)  # pads 2 + 2, 8 + 9 and 0 + 0 voxels, then to 32 x 48 x 32
+    with torch.no_grad():
+        ddf = net(moving, fixed)
+        net.min_input_shape = None
+        padded = net(*(torch.nn.functional.pad(x, (0, 0, 8, 9, 2, 2)) for x in (moving, fixed)))
+    assert ddf.shape == (1, 3, 19, 21, 17)
+    torch.testing.assert_close(ddf, padded[:, :, 2:21, 8:29])
+
+
 def test_localnet_and_globalnet_start_at_the_identity():
     moving, fixed = torch.rand(2, 1, 21, 19, 23), torch.rand(2, 1, 21, 19, 23)
     for net in (LocalNet(num_channel_initial=4), GlobalNet(num_channel_initial=4), CompositeNet(num_channel_initial=4, num_channel_initial_global=4)):

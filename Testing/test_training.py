@@ -32,6 +32,7 @@ def test_validation_dice_rises_while_training_on_phantoms(tmp_path):
     assert dices[-1] > dices[0] + 0.05, dices
     assert header["validation"]["val_dice"] == pytest.approx(dices[-1])
     assert header["training"]["steps"] == 40
+    assert header["training_input_shape_kji"] == [46, 55, 50]  # the phantoms' US grid (no working spacing set)
     for name in ("checkpoint.pt", "metrics.csv", "curves.png", "config.ini", "model.pt"):
         assert (tmp_path / "run" / name).is_file()
 

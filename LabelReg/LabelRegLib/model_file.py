@@ -54,11 +54,14 @@ class LoadedModel:
 
 
 def build_from_header(header: dict):
-    """The (untrained) network an architecture header describes."""
+    """The (untrained) network an architecture header describes, with the input size it was trained at."""
     from .networks import build_network
 
     architecture = dict(header["architecture"])
-    return build_network(architecture.pop("network_type"), **architecture)
+    network = build_network(architecture.pop("network_type"), **architecture)
+    if header.get("training_input_shape_kji"):  # absent in files written before LabelReg recorded it
+        network.min_input_shape = tuple(int(n) for n in header["training_input_shape_kji"])
+    return network
 
 
 def save_model(path: str | Path, network, header: dict, half_precision: bool = False) -> None:

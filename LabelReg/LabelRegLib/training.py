@@ -442,6 +442,8 @@ class Trainer:
         return {
             "architecture": architecture_of(c),
             "working_spacing_mm": c.working_spacing or None,
+            # the working-grid size of the training tensors: inference pads smaller inputs to it
+            "training_input_shape_kji": list(self.train_shape),
             "intensity_normalisation": DEFAULT_NORMALISATION,
             "initial_alignment": c.initial_alignment,
             "training": {
@@ -491,6 +493,7 @@ class Trainer:
         self._load_data()
         # channels-last 3D memory layout: about 30 % faster convolutions on the CPU, same results
         network = build_network(**architecture_of(c))
+        network.min_input_shape = self.train_shape  # validation pads smaller pairs to it, as inference will
         if c.initial_model:
             self._load_initial_weights(network)
         network = network.to(self.device, memory_format=torch.channels_last_3d)
