@@ -8,6 +8,7 @@ registration runs); this file only moves data between MRML nodes and it.
 import logging
 import os
 import time
+import warnings
 from typing import Annotated
 
 import vtk
@@ -230,6 +231,7 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.lastStatus = ""
+        self.lastWarnings: list[str] = []  # what the engine warned of in the last registration
         self.lastRuntime = None
         self.registrationCount = 0
         self._live = None
@@ -357,7 +359,12 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         if segmentationNode is not None and segmentationNode.GetTransformNodeID() not in sameFrame:
             raise InputError(segmentationNode.GetName(), "is not in the moving volume's frame: give it the same parent transform as the MR (or none), then register again")
         registrar = self.registrar(modelPath, device)
-        result = registrar.register(moving, fixed, initialAlignment)
+        with warnings.catch_warnings(record=True) as caught:  # e.g. a US larger than the model's training volumes
+            warnings.simplefilter("always")
+            result = registrar.register(moving, fixed, initialAlignment)
+        self.lastWarnings = [str(warning.message) for warning in caught]
+        for message in self.lastWarnings:
+            logging.warning(message)
         # the transform maps world to the MR's own RAS: its parent transform (if any) is folded in
         displacement = displacement_to_local(result.displacement, np.linalg.inv(frameToWorld))
 
@@ -386,6 +393,7 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         self.registrationCount += 1
         self.lastRuntime = time.perf_counter() - started
         self.lastStatus = _("Registered in {seconds:.2f} s on {device} (network {network:.2f} s)").format(seconds=self.lastRuntime, device=result.device, network=result.runtime_s)
+        self.lastStatus = "\n".join([self.lastStatus, *(_("Warning: {message}").format(message=message) for message in self.lastWarnings)])
         logging.info(self.lastStatus)
         return outputTransformNode
 

@@ -45,3 +45,15 @@ def tiny_trainer(data_dir: Path, output_dir: Path, steps: int = 2, **overrides):
 def train_tiny_model(data_dir: Path, output_dir: Path, steps: int = 2, resume: bool = False, **overrides) -> Path:
     """The model file of :func:`tiny_trainer`'s run."""
     return tiny_trainer(data_dir, output_dir, steps, **overrides).run(resume=resume)
+
+
+def with_empty_border(volume, voxels: int, name: str | None = None):
+    """``volume`` with ``voxels`` zero voxels added on every side, its content staying where it was in RAS
+    (a wider field of view)."""
+    import numpy as np
+
+    from LabelRegLib.volume import Volume
+
+    shift = np.eye(4)
+    shift[:3, 3] = -np.full(3, float(voxels))
+    return Volume(np.pad(volume.array, voxels), volume.ijk_to_ras @ shift, name or volume.name)

@@ -1,5 +1,7 @@
 """The bundled model: small, loads safely, improves every demo pair, was made by the committed recipe, and its model card numbers reproduce."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from LabelRegLib.model_file import MODELS_DIR, default_model_path, read_model_he
 from LabelRegLib.phantom import make_phantom_pair
 from LabelRegLib.registration import Registrar
 
-from helpers import REPO
+from helpers import REPO, with_empty_border
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +75,18 @@ def test_no_demo_pair_folds(demo_rows):
     working grid); run at their own size the field folded along every border (~10 % of the voxels)."""
     for name, (gland, *_landmarks) in demo_rows.items():
         assert gland["folding"] == 0.0, name
+
+
+def test_a_us_larger_than_the_training_pairs_is_registered_with_a_warning_naming_it(registrar):
+    pair = make_phantom_pair(DEMO_SEEDS[0])
+    fixed = pair.fixed_image
+    larger = with_empty_border(fixed, 12, "wide_us")  # 15 mm more on every side
+    with pytest.warns(UserWarning, match=r"wide_us: its field of view is 35x40x37 voxels .* larger than the 26x38x28"):
+        result = registrar.register(pair.moving_image, larger)
+    assert result.displacement.shape[:3] == larger.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the demo phantoms are smaller: padded, no warning
+        registrar.register(pair.moving_image, fixed)
 
 
 def test_every_demo_pair_landmark_tre_falls(demo_rows):

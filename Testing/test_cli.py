@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from helpers import TINY_NETWORK, run_labelreg
-from LabelRegLib.io import from_sitk_image, read_labels, read_volume, to_sitk_image
+from helpers import TINY_NETWORK, run_labelreg, with_empty_border
+from LabelRegLib.io import from_sitk_image, read_labels, read_volume, to_sitk_image, write_volume
 from LabelRegLib.metrics import dice
 from LabelRegLib.registration import Registrar, warp_volume
 from LabelRegLib.transform_io import read_displacement
@@ -50,6 +50,17 @@ def test_register_many_pairs_from_csv(phantom_folder, tiny_model, tmp_path):
     assert run.stdout.count(" s on cpu") == 2
     for name in ("phantom001", "phantom002"):
         assert read_displacement(tmp_path / f"{name}.nii.gz").array.shape[-1] == 3
+    assert "warning" not in run.stderr
+
+
+def test_register_warns_of_a_us_larger_than_the_training_volumes_and_still_writes_the_transform(phantom_folder, tiny_model, tmp_path):
+    fixed = read_volume(phantom_folder / "fixed_images" / "phantom000.nii.gz")
+    write_volume(with_empty_border(fixed, 4), tmp_path / "wide_us.nii.gz")
+    run = run_labelreg("register", "--moving", phantom_folder / "moving_images" / "phantom000.nii.gz", "--fixed", tmp_path / "wide_us.nii.gz",
+                       "--model", tiny_model, "--output-transform", tmp_path / "t.h5")
+    assert run.returncode == 0, run.stderr
+    assert "labelreg register: warning: wide_us: its field of view is 54x63x58 voxels at the model's working spacing, larger than the 46x55x50" in run.stderr
+    assert (tmp_path / "t.h5").is_file()
 
 
 def test_register_bad_input_names_the_file_and_writes_nothing(phantom_folder, tiny_model, tmp_path):

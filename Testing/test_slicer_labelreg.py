@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 import vtk
 
-from helpers import REPO, subprocess_env
+from helpers import REPO, subprocess_env, with_empty_border
 from LabelRegLib.io import LPS_TO_RAS, write_volume
 from LabelRegLib.metrics import dice, tre_mm
 from LabelRegLib.phantom import make_phantom_pair
@@ -119,6 +119,18 @@ def test_logic_registers_a_phantom_and_the_exported_labelmap_matches_the_engine(
     assert slicer_tre < tre_mm(before_landmark, target_landmark)
     assert slicer_dice == pytest.approx(engine_dice, abs=1e-3)
     assert slicer_tre == pytest.approx(engine_tre, abs=1e-3)
+
+
+def test_a_us_larger_than_the_model_was_trained_on_registers_with_the_warning_in_the_status(slicer, scene, LabelReg):
+    pair, moving, fixed_node, _segmentation, _parent = _phantom_scene(slicer)
+    wide = _volume_node(slicer, with_empty_border(pair.fixed_image, 12), "wide US")  # 15 mm more on every side
+    logic = LabelReg.LabelRegLogic()
+    transform = logic.register(moving, wide)
+    assert transform.IsA("vtkMRMLGridTransformNode")
+    assert len(logic.lastWarnings) == 1 and "larger than the 26x38x28 the model was trained at" in logic.lastWarnings[0]
+    assert logic.lastStatus.startswith("Registered in") and logic.lastStatus.endswith(logic.lastWarnings[0])
+    logic.register(moving, fixed_node, transform)  # the phantom itself is smaller than the training volumes: padded, no warning
+    assert logic.lastWarnings == [] and "\n" not in logic.lastStatus
 
 
 def _grid_transform_node(slicer, displacement: Volume):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -278,11 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    # the engine's warnings (e.g. a US larger than the model's training volumes) in the style of the errors below
+    show = warnings.showwarning
+    warnings.showwarning = lambda message, *_rest, **_kw: print(f"labelreg {args.command}: warning: {message}", file=sys.stderr)
     try:
         return args.func(args)
     except LabelRegError as error:
         print(f"labelreg {args.command}: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = show
 
 
 if __name__ == "__main__":
