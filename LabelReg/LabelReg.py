@@ -392,8 +392,10 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
             raise
         self.registrationCount += 1
         self.lastRuntime = time.perf_counter() - started
-        self.lastStatus = _("Registered in {seconds:.2f} s on {device} (network {network:.2f} s)").format(seconds=self.lastRuntime, device=result.device, network=result.runtime_s)
-        self.lastStatus = "\n".join([self.lastStatus, *(_("Warning: {message}").format(message=message) for message in self.lastWarnings)])
+        self.lastStatus = "\n".join([
+            _("Registered in {seconds:.2f} s on {device} (network {network:.2f} s)").format(seconds=self.lastRuntime, device=result.device, network=result.runtime_s),
+            *(_("Warning: {message}").format(message=message) for message in self.lastWarnings),
+        ])
         logging.info(self.lastStatus)
         return outputTransformNode
 

@@ -74,7 +74,7 @@ class Registrar:
             alignment=alignment or header.get("initial_alignment", "centers"),
             normalisation=header.get("intensity_normalisation"),
         )
-        trained_at = header.get("training_input_shape_kji")
+        trained_at = self.network.min_input_shape  # from the header's training_input_shape_kji
         if trained_at and any(n > m for n, m in zip(pair.shape, trained_at)):
             # smaller grids are padded to the training size (networks.py); a larger one is outside what the model
             # saw: the bundled model, given validation US volumes with 12 mm of empty border added on every
