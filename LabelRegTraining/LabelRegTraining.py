@@ -1,23 +1,20 @@
 """LabelRegTraining: train LabelReg registration networks from folders of images and segmentations.
 
-Training runs in a separate process (``labelreg train ... --progress-json`` with
-Slicer's Python), never in the GUI thread; the logic reads its JSON lines
-without blocking, fills a table node with the curves (saved with the scene),
-stops the whole process tree on Stop and resumes from the last checkpoint.
-A finished model is offered in the LabelReg module at once.
+Training runs in a separate process (``labelreg train ... --progress-json``
+with Slicer's Python, launched by ``slicer.util.launchConsoleProcess``), never
+in the GUI thread. ``LabelRegLib.training_process`` does the process work
+(progress lines read without blocking, Stop ends the whole process tree on
+Windows, macOS and Linux, the training ends with Slicer); this file only puts
+the progress into a table node (saved with the scene), the status line and
+the plot, and offers the finished model in the LabelReg module.
 """
 
-import atexit
-import json
+from __future__ import annotations
+
 import logging
 import os
-import pathlib
-import queue
 import shutil
-import signal
-import subprocess
 import sys
-import threading
 import time
 from typing import Annotated
 
@@ -36,13 +33,32 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-def pathText(value) -> str:
-    """A path parameter as text; "" when it is unset (None, "" or Path("."))."""
-    text = str(value) if value is not None else ""
-    return "" if text in ("", ".") else text
-
-
 TABLE_COLUMNS = ["step", "loss", "similarity", "regulariser", "val_dice", "val_tre_mm", "val_folding", "elapsed_s"]
+# The panel's settings and the `labelreg train` keys they override in the recipe (labelreg_localnet.ini);
+# the parameter class's defaults are the recipe's values (a test compares them).
+PANEL_SETTINGS = {
+    "networkType": "network_type",
+    "numChannels": "num_channel_initial",
+    "iterations": "total_iterations",
+    "minibatchSize": "minibatch_size",
+    "learningRate": "learning_rate",
+    "similarityType": "similarity_type",
+    "regulariserType": "regulariser_type",
+    "regulariserWeight": "regulariser_weight",
+    "validationFraction": "validation_fraction",
+    "device": "device",
+}
+# Path fields: (parameter, ctkPathLineEdit). Not bound through SlicerParameterName: CTK emits no
+# currentPathChanged for an empty text, so a bound field could never be cleared; the widget syncs them.
+PATH_FIELDS = {
+    "dataFolder": "dataFolderPathLineEdit",
+    "movingImagesFolder": "movingImagesPathLineEdit",
+    "fixedImagesFolder": "fixedImagesPathLineEdit",
+    "movingLabelsFolder": "movingLabelsPathLineEdit",
+    "fixedLabelsFolder": "fixedLabelsPathLineEdit",
+    "outputModel": "outputModelPathLineEdit",
+    "initialModel": "initialModelPathLineEdit",
+}
 
 
 #
@@ -54,7 +70,7 @@ class LabelRegTraining(ScriptedLoadableModule):
         self.parent.title = _("LabelReg Training")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Registration")]
         self.parent.dependencies = ["LabelReg"]
-        self.parent.contributors = ["LabelReg developers"]
+        self.parent.contributors = ["The LabelReg project"]
         self.parent.helpText = _(
             "Train an MR to ultrasound registration network from a folder with moving_images/, fixed_images/, "
             "moving_labels/ and fixed_labels/ (same file names; NIfTI, NRRD, MHA or .seg.nrrd segmentations), "
@@ -69,17 +85,17 @@ class LabelRegTraining(ScriptedLoadableModule):
 #
 @parameterNodeWrapper
 class LabelRegTrainingParameterNode:
-    # ctkPathLineEdit binds pathlib.Path parameters; an unset path is Path() (".")
-    dataFolder: pathlib.Path
-    movingImagesFolder: pathlib.Path
-    fixedImagesFolder: pathlib.Path
-    movingLabelsFolder: pathlib.Path
-    fixedLabelsFolder: pathlib.Path
-    outputModel: pathlib.Path
-    initialModel: pathlib.Path  # optional: fine-tune this model (e.g. the bundled one) instead of starting from scratch
+    # paths as text, "" = unset (see PATH_FIELDS)
+    dataFolder: str = ""
+    movingImagesFolder: str = ""
+    fixedImagesFolder: str = ""
+    movingLabelsFolder: str = ""
+    fixedLabelsFolder: str = ""
+    outputModel: str = ""
+    initialModel: str = ""  # optional: fine-tune this model (e.g. the bundled one) instead of starting from scratch
     networkType: Annotated[str, Choice(["local", "global", "composite"])] = "local"
     numChannels: Annotated[int, WithinRange(2, 64)] = 16
-    iterations: Annotated[int, WithinRange(1, 1000000)] = 2000
+    iterations: Annotated[int, WithinRange(1, 1000000)] = 2300
     minibatchSize: Annotated[int, WithinRange(1, 64)] = 4
     learningRate: Annotated[float, WithinRange(1e-7, 1.0)] = 1e-4
     similarityType: Annotated[str, Choice(["dice", "jaccard", "cross-entropy", "mean-squared"])] = "dice"
@@ -117,10 +133,16 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        for name, widgetName in PATH_FIELDS.items():
+            pathEdit = getattr(self.ui, widgetName)
+            # currentPathChanged for a valid path, validInputChanged when the text becomes empty (or invalid)
+            pathEdit.connect("currentPathChanged(QString)", lambda _text, n=name, w=pathEdit: self.onPathEdited(n, w.currentPath))
+            pathEdit.connect("validInputChanged(bool)", lambda _valid, n=name, w=pathEdit: self.onPathEdited(n, w.currentPath))
         self.ui.startButton.connect("clicked(bool)", lambda: self.onStart(resume=False))
         self.ui.resumeButton.connect("clicked(bool)", lambda: self.onStart(resume=True))
         self.ui.stopButton.connect("clicked(bool)", self.onStop)
         self.ui.checkDataButton.connect("clicked(bool)", self.onCheckData)
+        slicer.app.connect("aboutToQuit()", self.logic.stop)  # the training ends with Slicer
         self._timer = qt.QTimer()
         self._timer.setInterval(500)
         self._timer.connect("timeout()", self.onTimer)
@@ -138,7 +160,7 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
@@ -153,47 +175,50 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-            self._updateButtons()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
+            self._updateGUI()
 
-    def _updateButtons(self, caller=None, event=None) -> None:
-        running = self.logic.isRunning
+    def onPathEdited(self, name: str, text: str) -> None:
+        if self._parameterNode and getattr(self._parameterNode, name) != text.strip():
+            setattr(self._parameterNode, name, text.strip())
+
+    def _updateGUI(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        hasData = bool(p and (pathText(p.dataFolder) or pathText(p.movingImagesFolder)))
-        hasOutput = bool(p and pathText(p.outputModel))
-        self.ui.startButton.enabled = hasData and hasOutput and not running
-        self.ui.resumeButton.enabled = hasData and hasOutput and not running and self.logic.canResume(pathText(p.outputModel))
+        if p is None:
+            return
+        for name, widgetName in PATH_FIELDS.items():
+            pathEdit = getattr(self.ui, widgetName)
+            if pathEdit.currentPath != getattr(p, name):
+                pathEdit.currentPath = getattr(p, name)  # an unset path shows as empty
+        running = self.logic.isRunning
+        ready = bool((p.dataFolder or p.movingImagesFolder) and p.outputModel)
+        self.ui.startButton.enabled = ready and not running
+        self.ui.resumeButton.enabled = ready and not running and self.logic.canResume(p.outputModel)
         self.ui.stopButton.enabled = running
-        self.ui.statusLabel.text = p.status if p else ""
-        if p and p.progressTable and self.ui.plotWidget.mrmlPlotViewNode() is None:
-            self.ui.plotWidget.setMRMLPlotViewNode(self.logic.plotViewNode(p.progressTable))
+        self.ui.statusLabel.text = p.status
 
     def onCheckData(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not check the data."), waitCursor=True):
-            self.ui.dataSummaryLabel.text = self.logic.summariseData(self._parameterNode)[0]
+            if self.logic.ensureDependencies(askUser=True):
+                self.ui.dataSummaryLabel.text = self.logic.summariseData(self._parameterNode)[0]
 
     def onStart(self, resume: bool) -> None:
         with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
-            import LabelReg
-
-            if not LabelReg.LabelRegLogic.ensureDependencies(askUser=True):
+            if not self.logic.ensureDependencies(askUser=True):
                 return
-            summary, problems = self.logic.summariseData(self._parameterNode)
-            self.ui.dataSummaryLabel.text = summary
-            if problems:
-                raise ValueError(_("Fix the data first:") + "\n" + "\n".join(problems))
-            self.logic.start(self._parameterNode, resume=resume)
+            self.ui.dataSummaryLabel.text = self.logic.start(self._parameterNode, resume=resume)
+            slicer.modules.plots.logic().ShowChartInLayout(self.logic.plotChartNode(self._parameterNode.progressTable))
             self._timer.start()
-            self._updateButtons()
+            self._updateGUI()
 
     def onStop(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not stop the training."), waitCursor=True):
             self.logic.stop()
-            self._updateButtons()
+            self._updateGUI()
 
     def onTimer(self) -> None:
         self.logic.poll()
@@ -202,7 +227,7 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.latestLabel.text = self.logic.latestText()
         if not self.logic.isRunning:
             self._timer.stop()
-        self._updateButtons()
+        self._updateGUI()
 
 
 #
@@ -212,41 +237,59 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
     """Starts, watches, stops and resumes a training process; callable without any GUI.
 
     ``poll()`` must be called regularly (the panel does it every 0.5 s): it
-    reads the process's progress lines without blocking, adds rows to the
-    progress table node, updates the parameter node's status and notices the
-    end of the process (finished, stopped, or crashed).
+    adds the process's new progress rows to the table node, updates the
+    parameter node's status and notices the end of the process.
     """
 
+    RECIPE = "labelreg_localnet.ini"  # the from-scratch recipe of the bundled model, in LabelReg/Resources/Models
+
     def __init__(self) -> None:
+        from LabelRegLib.training_process import TrainingProcess
+
         ScriptedLoadableModuleLogic.__init__(self)
-        self.process = None
-        self.progress = {}
-        self.state = "idle"  # idle, running, stopping, stopped, finished, crashed
-        self._lines = queue.Queue()
-        self._stderrTail = []
+        self.training = TrainingProcess(launch=lambda args: slicer.util.launchConsoleProcess(args, useStartupEnvironment=False))
         self._parameterNode = None
-        self._stopRequested = False
 
     def getParameterNode(self):
         return LabelRegTrainingParameterNode(super().getParameterNode())
 
-    # ---------------------------------------------------------------- data
     @staticmethod
-    def _folders(p) -> dict:
-        return {
-            "moving_images": pathText(p.movingImagesFolder) or None,
-            "fixed_images": pathText(p.fixedImagesFolder) or None,
-            "moving_labels": pathText(p.movingLabelsFolder) or None,
-            "fixed_labels": pathText(p.fixedLabelsFolder) or None,
-        }
+    def ensureDependencies(askUser: bool = True) -> bool:
+        """Training reads NIfTI (nibabel) and trains with torch: the LabelReg module installs them."""
+        import LabelReg
 
+        return LabelReg.LabelRegLogic.ensureDependencies(askUser)
+
+    # the process's state, for the panel and tests
+    @property
+    def isRunning(self) -> bool:
+        return self.training.is_running
+
+    @property
+    def state(self) -> str:
+        return self.training.state
+
+    @property
+    def progress(self) -> dict:
+        return self.training.progress
+
+    @property
+    def process(self):
+        return self.training.process
+
+    def latestText(self) -> str:
+        return self.training.latest_text()
+
+    # ---------------------------------------------------------------- data
     def summariseData(self, parameterNode) -> tuple:
         """``(text, problems)``: pairs found, landmarks per pair, and every problem (the checks of ``labelreg train``)."""
         from collections import Counter
 
         from LabelRegLib.data import load_cases, resolve_folders, scan_case_files
 
-        folders = resolve_folders(pathText(parameterNode.dataFolder) or None, **self._folders(parameterNode))
+        p = parameterNode
+        folders = resolve_folders(p.dataFolder or None, moving_images=p.movingImagesFolder or None, fixed_images=p.fixedImagesFolder or None,
+                                  moving_labels=p.movingLabelsFolder or None, fixed_labels=p.fixedLabelsFolder or None)
         caseFiles, problems = scan_case_files(folders)
         cases, loadProblems = load_cases(caseFiles)
         problems = problems + loadProblems
@@ -269,171 +312,98 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
     def canResume(self, outputModel: str) -> bool:
         return bool(outputModel) and os.path.isfile(os.path.join(self.outputDirectory(outputModel), "checkpoint.pt"))
 
-    def command(self, p, resume: bool) -> list:
-        """The ``labelreg train`` command line for the parameter node's settings."""
-        python = shutil.which("PythonSlicer") or sys.executable
-        outputModel = pathText(p.outputModel)
-        args = [python, "-m", "LabelRegLib.cli", "train", "--progress-json",
-                "--output_dir", self.outputDirectory(outputModel), "--file_model_save", os.path.abspath(outputModel),
-                "--network_type", p.networkType, "--num_channel_initial", str(p.numChannels), "--total_iterations", str(p.iterations),
-                "--minibatch_size", str(p.minibatchSize), "--learning_rate", repr(float(p.learningRate)),
-                "--similarity_type", p.similarityType, "--regulariser_type", p.regulariserType, "--regulariser_weight", repr(float(p.regulariserWeight)),
-                "--validation_fraction", repr(float(p.validationFraction)), "--device", p.device,
-                "--freq_info_print", "1", "--freq_model_save", str(max(1, min(100, p.iterations // 10)))]
-        if pathText(p.initialModel):
-            args += self.fineTuningArguments(pathText(p.initialModel))
-        if pathText(p.dataFolder):
-            args += ["--data_dir", pathText(p.dataFolder)]
+    @classmethod
+    def recipePath(cls) -> str:
+        from LabelRegLib.model_file import MODELS_DIR
+
+        return str(MODELS_DIR / cls.RECIPE)
+
+    def trainArguments(self, p, resume: bool) -> list:
+        """The ``labelreg train`` arguments for the parameter node: the bundled model's recipe, then the data,
+        the output and the panel's settings as overrides (with default settings: the recipe unchanged)."""
+        from LabelRegLib.config import train_config_from_ini
+        from LabelRegLib.model_file import model_settings_flags, peek_model_header
+
+        recipe = train_config_from_ini(self.recipePath())
+        args = [self.recipePath(), "--output_dir", self.outputDirectory(p.outputModel), "--file_model_save", os.path.abspath(p.outputModel)]
+        # a row every step and a checkpoint every tenth of the run for short trainings; the recipe's otherwise
+        args += ["--freq_info_print", str(min(recipe.freq_info_print, max(1, p.iterations // 100))),
+                 "--freq_model_save", str(min(recipe.freq_model_save, max(1, p.iterations // 10)))]
+        args += ["--data_dir", p.dataFolder]  # "" clears the recipe's data folder when the four folders are given
         for flag, value in (("--dir_moving_image", p.movingImagesFolder), ("--dir_fixed_image", p.fixedImagesFolder),
                             ("--dir_moving_label", p.movingLabelsFolder), ("--dir_fixed_label", p.fixedLabelsFolder)):
-            if pathText(value):
-                args += [flag, pathText(value)]
+            if value:
+                args += [flag, value]
+        for parameter, key in PANEL_SETTINGS.items():
+            value = getattr(p, parameter)
+            args += [f"--{key}", repr(float(value)) if isinstance(value, float) else str(value)]
+        if p.initialModel:  # fine-tuning: the model's own architecture, working spacing and alignment override the panel's
+            args += ["--initial_model", os.path.abspath(p.initialModel), *model_settings_flags(peek_model_header(p.initialModel))]
         return args + (["--resume"] if resume else [])
 
-    @staticmethod
-    def fineTuningArguments(initialModel: str) -> list:
-        """``labelreg train`` flags that start from ``initialModel``, with the architecture, working spacing and
-        initial alignment its header records (they override the panel's network choices: the weights need them)."""
-        from LabelRegLib.model_file import read_model_header
-        from LabelRegLib.training import model_settings_flags
+    def command(self, p, resume: bool) -> list:
+        """The whole command line: Slicer's Python running ``labelreg train`` from this extension's LabelRegLib."""
+        from LabelRegLib.training_process import train_command
 
-        return ["--initial_model", os.path.abspath(initialModel), *model_settings_flags(read_model_header(initialModel))]
+        python = shutil.which("PythonSlicer") or sys.executable
+        return train_command(python, self.trainArguments(p, resume), parent_pid=os.getpid())
 
-    def start(self, parameterNode, resume: bool = False) -> None:
-        """Start (or resume) training in a new process group; returns at once."""
+    def start(self, parameterNode, resume: bool = False) -> str:
+        """Check the data, then start (or resume) training in a background process; returns the data summary at once.
+
+        Raises ``ValueError`` listing every problem before anything starts."""
+        p = parameterNode
         if self.isRunning:
             raise RuntimeError(_("A training is already running; stop it first."))
-        outputModel = pathText(parameterNode.outputModel)
-        if not outputModel:
+        if not p.outputModel:
             raise ValueError(_("Choose the output model file."))
-        if resume and not self.canResume(outputModel):
-            raise ValueError(_("There is no checkpoint to resume in {folder}").format(folder=self.outputDirectory(outputModel)))
-        self._parameterNode = parameterNode
-        if not parameterNode.progressTable:
-            parameterNode.progressTable = self._newTable()
-        if not resume:
-            parameterNode.progressTable.RemoveAllColumns()
-            self._addColumns(parameterNode.progressTable)
-        env = dict(os.environ)
-        moduleDir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join([os.path.join(moduleDir, "LabelReg"), env.get("PYTHONPATH", "")])
-        env["PYTHONUNBUFFERED"] = "1"
-        self.process = subprocess.Popen(self.command(parameterNode, resume), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                        start_new_session=True)  # its own process group: Stop ends the whole tree
-        self.state = "running"
-        atexit.register(self.stop)  # closing Slicer (or Python) ends the training too; no orphaned process
-        self._stopRequested = False
-        self._stderrTail = []
-        self.progress = {}
-        self._lines = queue.Queue()
-        for stream, kind in ((self.process.stdout, "out"), (self.process.stderr, "err")):
-            threading.Thread(target=self._read, args=(stream, kind), daemon=True).start()
-        parameterNode.status = _("Training started (process {pid})").format(pid=self.process.pid)
+        if resume and not self.canResume(p.outputModel):
+            raise ValueError(_("There is no checkpoint to resume in {folder}").format(folder=self.outputDirectory(p.outputModel)))
+        summary, problems = self.summariseData(p)
+        if problems:
+            raise ValueError(_("Fix the data first:") + "\n" + "\n".join(problems))
+        self._parameterNode = p
+        if not p.progressTable:
+            p.progressTable = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "LabelReg training curves")
+        if not resume or p.progressTable.GetNumberOfColumns() == 0:
+            p.progressTable.RemoveAllColumns()
+            for name in TABLE_COLUMNS:
+                column = vtk.vtkDoubleArray()
+                column.SetName(name)
+                p.progressTable.AddColumn(column)
+        pid = self.training.start(self.command(p, resume))
+        p.status = _("Training started (process {pid})").format(pid=pid)
+        return summary
 
-    def _read(self, stream, kind) -> None:
-        for line in stream:
-            self._lines.put((kind, line.rstrip("\n")))
-        self._lines.put((kind, None))
-
-    @property
-    def isRunning(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """End the training process tree (SIGTERM, then SIGKILL); the last checkpoint stays usable for Resume."""
-        if not self.isRunning:
-            return
-        self._stopRequested = True
-        self.state = "stopping"
-        group = os.getpgid(self.process.pid)
-        os.killpg(group, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout / 2)
-        except subprocess.TimeoutExpired:
-            os.killpg(group, signal.SIGKILL)
-            self.process.wait(timeout=timeout / 2)
-        self.poll()
+    def stop(self) -> None:
+        """End the training process tree; the last checkpoint stays usable for Resume."""
+        if self.isRunning:
+            self.training.stop()
+            self.poll()
 
     def poll(self) -> None:
-        """Read what the process printed so far (never blocks) and react to its end."""
+        """Take the process's new progress into the table and the status (never blocks); react to its end."""
         p = self._parameterNode
         if p is None:
             return
-        while True:
-            try:
-                kind, line = self._lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is None:
-                continue
-            if kind == "err":
-                self._stderrTail = (self._stderrTail + [line])[-20:]
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            self._handle(record, p)
-        if self.process is not None and self.process.poll() is not None and self.state in ("running", "stopping"):
-            self._finish(p)
-
-    def _handle(self, record: dict, p) -> None:
-        event = record.get("event")
-        if event == "start":
-            self.progress = {"step": record["step"], "total": record["total"]}
-        elif event == "step":
-            self.progress.update(record)
-            self._appendRow(p.progressTable, record)
-            p.status = self.latestText()
-        elif event == "validation":
-            self.progress.update(record)
-            if record.get("step") == 0:
+        wasRunning = self.state in ("running", "stopping")
+        for record in self.training.poll():
+            if record["event"] == "step" or (record["event"] == "validation" and record.get("step") == 0):
                 self._appendRow(p.progressTable, record)
-
-    def _finish(self, p) -> None:
-        code = self.process.returncode
-        if code == 0:
-            self.state = "finished"
-            p.status = _("Finished: model written to {path}").format(path=pathText(p.outputModel))
+                p.status = self.latestText()
+        if wasRunning and self.state == "finished":
+            p.status = _("Finished: model written to {path}").format(path=p.outputModel)
             import LabelReg
 
-            LabelReg.LabelRegLogic.addModel(os.path.abspath(pathText(p.outputModel)))
-        elif self._stopRequested:
-            self.state = "stopped"
+            LabelReg.LabelRegLogic.modelCatalogue().add(p.outputModel)
+        elif wasRunning and self.state == "stopped":
             p.status = _("Stopped at step {step}; Resume continues from the last checkpoint.").format(step=self.progress.get("step", 0))
-        else:
-            self.state = "crashed"
-            reason = _("killed by signal {n}").format(n=-code) if code < 0 else _("exit code {n}").format(n=code)
-            p.status = _("The training process ended unexpectedly ({reason}).").format(reason=reason) + "\n" + "\n".join(self._stderrTail[-5:])
+        elif wasRunning and self.state == "crashed":
+            p.status = "\n".join([_("The training process ended unexpectedly ({reason}).").format(reason=self.training.end_reason()),
+                                  *self.training.output_tail[-5:]])
             logging.error(p.status)
 
-    def latestText(self) -> str:
-        r = self.progress
-        if "step" not in r:
-            return ""
-        text = _("step {step}/{total}").format(step=r["step"], total=r.get("total", "?"))
-        if "loss" in r:
-            text += _(", loss {loss:.4f}").format(loss=r["loss"])
-        if "val_dice" in r:
-            text += _(", validation Dice {dice:.3f}, TRE {tre:.1f} mm").format(dice=r["val_dice"], tre=r["val_tre_mm"])
-        if "eta_s" in r:
-            text += _(", ETA {minutes:.1f} min").format(minutes=r["eta_s"] / 60)
-        return text
-
     # ---------------------------------------------------------------- curves
-    @staticmethod
-    def _newTable():
-        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "LabelReg training curves")
-        LabelRegTrainingLogic._addColumns(table)
-        return table
-
-    @staticmethod
-    def _addColumns(table) -> None:
-        for name in TABLE_COLUMNS:
-            column = vtk.vtkDoubleArray()
-            column.SetName(name)
-            table.AddColumn(column)
-
     @staticmethod
     def _appendRow(table, record: dict) -> None:
         row = table.AddEmptyRow()
@@ -445,7 +415,8 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def plotChartNode(table):
-        """A plot of the loss and the validation Dice against the step (created once, saved with the scene)."""
+        """A plot of the loss and the validation Dice against the step (created once, saved with the scene;
+        the panel shows it in the layout's plot view)."""
         name = f"{table.GetName()} plot"
         chart = slicer.mrmlScene.GetFirstNodeByName(name)
         if chart is not None:
@@ -460,16 +431,6 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
             chart.AddAndObservePlotSeriesNodeID(series.GetID())
         chart.SetXAxisTitle("step")
         return chart
-
-    @classmethod
-    def plotViewNode(cls, table):
-        """The plot view node showing :meth:`plotChartNode` (what the panel's plot widget displays)."""
-        name = f"{table.GetName()} plot view"
-        view = slicer.mrmlScene.GetFirstNodeByName(name)
-        if view is None:
-            view = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotViewNode", name)
-        view.SetPlotChartNodeID(cls.plotChartNode(table).GetID())
-        return view
 
 
 #
@@ -494,6 +455,12 @@ class LabelRegTrainingTest(ScriptedLoadableModuleTest):
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def runTest(self):
+        import LabelReg
+
+        missing = LabelReg.LabelRegLogic.missingDependencies()
+        if missing:  # e.g. the extension build machines: nothing to train with
+            self.delayDisplay(f"LabelRegTraining self-test skipped: {', '.join(missing)} not installed")
+            return
         self.setUp()
         try:
             self.test_TrainStopResumeRegister()
@@ -519,11 +486,11 @@ class LabelRegTrainingTest(ScriptedLoadableModuleTest):
         write_phantom_folder(data, n_pairs=4)
         logic = LabelRegTrainingLogic()
         p = logic.getParameterNode()
-        p.dataFolder, p.outputModel = pathlib.Path(data), pathlib.Path(self.folder) / "tiny.pt"
+        p.dataFolder, p.outputModel = data, os.path.join(self.folder, "tiny.pt")
         p.numChannels, p.iterations, p.minibatchSize, p.validationFraction, p.device = 4, 6, 2, 0.25, "cpu"
         self.assertEqual(logic.summariseData(p)[1], [])
         logic.start(p)
-        self.assertTrue(self.waitFor(logic, lambda: logic.canResume(str(p.outputModel)) and logic.progress.get("step", 0) >= 2), "a checkpoint was written")
+        self.assertTrue(self.waitFor(logic, lambda: logic.canResume(p.outputModel) and logic.progress.get("step", 0) >= 2), "a checkpoint was written")
         logic.stop()
         self.assertEqual(logic.state, "stopped")
         stoppedAt = logic.progress["step"]
@@ -540,7 +507,7 @@ class LabelRegTrainingTest(ScriptedLoadableModuleTest):
         fixed = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "US")
         update_volume_node(moving, pair.moving_image)
         update_volume_node(fixed, pair.fixed_image)
-        self.assertTrue(os.path.abspath(p.outputModel) in LabelReg.LabelRegLogic.extraModels)
-        transform = LabelReg.LabelRegLogic().register(moving, fixed, modelPath=str(p.outputModel), device="cpu")
+        self.assertTrue(os.path.realpath(p.outputModel) in LabelReg.LabelRegLogic.modelCatalogue().extra)
+        transform = LabelReg.LabelRegLogic().register(moving, fixed, modelPath=p.outputModel, device="cpu")
         self.assertIsNotNone(transform)
         self.delayDisplay("Trained, stopped, resumed, finished and registered")

@@ -3,6 +3,7 @@
 import csv
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -211,50 +212,56 @@ def _world_points(markups, transform) -> np.ndarray:
     return np.array(result)
 
 
-def test_live_update_reruns_into_the_same_node_and_frames_do_not_queue(slicer, scene, LabelReg):
+def test_live_update_reruns_into_the_same_node_and_frames_do_not_queue(slicer, scene, LabelReg, monkeypatch):
+    import threading
+
     pair, moving, fixed, _segmentation, _parent = _phantom_scene(slicer, seed=1003)
     logic = LabelReg.LabelRegLogic()
     transform = logic.register(moving, fixed)
     fields = [slicer.util.arrayFromGridTransform(transform).copy()]
-    logic.startLiveUpdate(moving, fixed, transform, schedule=lambda callback: callback())
+    statuses = []
+    logic.startLiveUpdate(moving, fixed, transform, onUpdate=statuses.append)
     for shift in (2, 4, 6):  # three frames, each after the previous registration finished
         slicer.util.updateVolumeFromArray(fixed, np.roll(pair.fixed_image.array, shift, axis=2))
+        assert logic.waitForLiveResults(timeout=60)
         fields.append(slicer.util.arrayFromGridTransform(transform).copy())
-    assert logic.registrationCount == 4
+    assert logic.registrationCount == 4 and len(statuses) == 3
     assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLGridTransformNode") == 1
     assert all(not np.array_equal(a, b) for a, b in zip(fields, fields[1:]))
     assert "live latency" in logic.lastStatus
+    assert moving.GetTransformNodeID() == transform.GetID()
     fixed.SetName("renamed US")  # not a new frame: no registration
-    assert logic.registrationCount == 4
-
-    # five frames arrive while a registration runs: one more registration, on the latest frame
-    original_register = logic.register
-    seen = []
-
-    def slow_register(*args, **kwargs):
-        seen.append(slicer.util.arrayFromVolume(fixed)[0, 0, :3].copy())
-        if len(seen) == 1:
-            for shift in range(10, 15):
-                slicer.util.updateVolumeFromArray(fixed, np.roll(pair.fixed_image.array, shift, axis=2))
-        return original_register(*args, **kwargs)
-
-    logic.register = slow_register
-    slicer.util.updateVolumeFromArray(fixed, np.roll(pair.fixed_image.array, 9, axis=2))
+    assert logic.waitForLiveResults(timeout=60) and logic.liveStatistics["frames"] == 3
     logic.stopLiveUpdate()
-    assert len(seen) == 2
-    assert np.array_equal(seen[1], np.roll(pair.fixed_image.array, 14, axis=2)[0, 0, :3])
 
-    # with a deferred scheduler (as in Slicer's event loop) a burst of frames costs one registration
-    queue = []
-    logic.register = original_register
+    # the network runs in a worker thread: while it is held, the main thread goes on and more frames arrive;
+    # they are not queued: one more registration runs, on the latest frame, and no frame is processed twice
+    registrar = logic.modelCatalogue().registrar(None, "auto")
+    release, seen = threading.Event(), []
+    original = registrar.register
+
+    def held_register(moving_volume, fixed_volume, *args, **kwargs):
+        seen.append(fixed_volume.array[0, 0, :3].copy())
+        assert threading.current_thread() is not threading.main_thread()
+        release.wait(60)
+        return original(moving_volume, fixed_volume, *args, **kwargs)
+
+    monkeypatch.setattr(registrar, "register", held_register)
     count = logic.registrationCount
-    logic.startLiveUpdate(moving, fixed, transform, schedule=queue.append)
-    for shift in (20, 21, 22):
+    logic.startLiveUpdate(moving, fixed, transform)
+    slicer.util.updateVolumeFromArray(fixed, np.roll(pair.fixed_image.array, 9, axis=2))
+    while not seen:
+        time.sleep(0.01)
+    for shift in range(10, 15):  # the main thread is free while the network runs
         slicer.util.updateVolumeFromArray(fixed, np.roll(pair.fixed_image.array, shift, axis=2))
-    assert len(queue) == 1
-    queue.pop()()
+        assert logic.processLiveResults() == 0
+    release.set()
+    assert logic.waitForLiveResults(timeout=60)
     logic.stopLiveUpdate()
-    assert logic.registrationCount == count + 1
+    stats = logic.liveStatistics
+    assert len(seen) == 2 and np.array_equal(seen[1], np.roll(pair.fixed_image.array, 14, axis=2)[0, 0, :3])
+    assert (stats["frames"], stats["processed"], stats["dropped"]) == (6, 2, 4)
+    assert logic.registrationCount == count + 2 and len(stats["latency_s"]) == 2
 
 
 def _write_case(slicer, pair, folder):

@@ -26,7 +26,7 @@ def modules():
 
 def _parameters(logic, data, model, iterations=40):
     p = logic.getParameterNode()
-    p.dataFolder, p.outputModel = Path(data), Path(model)
+    p.dataFolder, p.outputModel = str(data), str(model)
     p.numChannels, p.iterations, p.minibatchSize, p.validationFraction, p.device = 4, iterations, 2, 0.25, "cpu"
     return p
 
@@ -37,29 +37,28 @@ def _wait(logic, condition, timeout=300):
     return LabelRegTraining.LabelRegTrainingTest.waitFor(logic, condition, timeout)
 
 
-def _process_group_alive(pgid) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _process_tree(pid) -> list:
+    import psutil
+
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
 
 
 def test_start_stop_resume_finish_and_register(modules, phantom_folder, tmp_path, request):
     slicer, LabelReg, LabelRegTraining = modules
     logic = LabelRegTraining.LabelRegTrainingLogic()
-    p = _parameters(logic, phantom_folder, tmp_path / "model.pt", iterations=40)
+    p = _parameters(logic, phantom_folder, tmp_path / "model.pt", iterations=80)
     assert logic.summariseData(p)[1] == []
     request.addfinalizer(logic.stop)
     logic.start(p)
     table = p.progressTable
     assert table is not None and table.GetNumberOfRows() == 0
     assert _wait(logic, lambda: table.GetNumberOfRows() >= 3 and logic.canResume(str(p.outputModel))), p.status
-    pgid = os.getpgid(logic.process.pid)
+    tree = _process_tree(logic.process.pid)
     started = time.monotonic()
     logic.stop()
     assert time.monotonic() - started < 5
-    assert logic.state == "stopped" and not _process_group_alive(pgid)
+    assert logic.state == "stopped" and not any(member.is_running() for member in tree)
     checkpoint = torch.load(os.path.join(logic.outputDirectory(str(p.outputModel)), "checkpoint.pt"), weights_only=True)
     assert checkpoint["step"] >= 1
     rows_before = table.GetNumberOfRows()
@@ -70,13 +69,13 @@ def test_start_stop_resume_finish_and_register(modules, phantom_folder, tmp_path
     steps = [table.GetTable().GetValue(r, 0).ToDouble() for r in range(table.GetNumberOfRows())]
     assert table.GetNumberOfRows() > rows_before
     assert steps[rows_before] > checkpoint["step"]  # the step count continues
-    assert steps[-1] == 40
-    assert os.path.abspath(p.outputModel) in LabelReg.LabelRegLogic.extraModels
-    labels = [path for _, path in LabelReg.LabelRegLogic().availableModels()]
-    assert os.path.abspath(p.outputModel) in labels
+    assert steps[-1] == 80
+    assert os.path.realpath(p.outputModel) in LabelReg.LabelRegLogic.modelCatalogue().extra
+    labels = [path for _, path in LabelReg.LabelRegLogic.modelCatalogue().models()]
+    assert os.path.realpath(p.outputModel) in labels
     chart = logic.plotChartNode(table)
-    assert chart.GetNumberOfPlotSeriesNodes() == 2
-    assert logic.plotViewNode(table).GetPlotChartNodeID() == chart.GetID()
+    assert chart.GetNumberOfPlotSeriesNodes() == 2 and logic.plotChartNode(table) is chart
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLPlotViewNode") == 0  # shown in the layout's plot view, no view of its own
 
     from LabelRegLib.mrml import update_volume_node
 
@@ -93,10 +92,10 @@ def test_fine_tuning_starts_from_the_chosen_model_with_its_architecture(modules,
     from LabelRegLib.model_file import read_model_payload
 
     slicer, LabelReg, LabelRegTraining = modules
-    start = LabelReg.LabelRegLogic.defaultModelPath()
+    start = LabelReg.LabelRegLogic.modelCatalogue().bundled
     logic = LabelRegTraining.LabelRegTrainingLogic()
     p = _parameters(logic, phantom_folder, tmp_path / "tuned.pt", iterations=2)
-    p.numChannels, p.networkType, p.initialModel = 4, "global", Path(start)  # panel settings that the model overrides
+    p.numChannels, p.networkType, p.initialModel = 4, "global", start  # panel settings that the model overrides
     request.addfinalizer(logic.stop)
     logic.start(p)
     assert _wait(logic, lambda: logic.state in ("finished", "crashed")), p.status

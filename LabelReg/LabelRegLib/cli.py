@@ -30,6 +30,8 @@ def _add_train_parser(commands):
     parser.add_argument("config", nargs="?", help="label-reg style .ini file ([Data], [Network], [Loss], [Train])")
     parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoint.pt (same settings)")
     parser.add_argument("--progress-json", action="store_true", help="print one JSON object per line (step, losses, metrics, ETA)")
+    parser.add_argument("--exit-with-parent", type=int, metavar="PID", help="stop (the last checkpoint kept) once process PID has ended "
+                        "(the application that started this training)")
     helps = {
         "data_dir": "folder with moving_images/, fixed_images/, moving_labels/, fixed_labels/",
         "dir_moving_image": "moving (MR) images folder (instead of data_dir)",
@@ -90,6 +92,10 @@ def run_train(args) -> int:
             setattr(config, field.name, parse_value(value, getattr(config, field.name)))
     if not (config.data_dir or config.dir_moving_image):
         raise LabelRegError("no training data: give CONFIG.ini with a [Data] section, or --data_dir")
+    if args.exit_with_parent is not None:
+        from .training_process import watch_parent
+
+        watch_parent(args.exit_with_parent)
     model = Trainer(config, progress_json=args.progress_json).run(resume=args.resume)
     if not args.progress_json:
         print(f"model written to {model}")
@@ -287,6 +293,9 @@ def main(argv=None) -> int:
     except LabelRegError as error:
         print(f"labelreg {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C, or --exit-with-parent: one line, no traceback
+        print(f"labelreg {args.command}: interrupted", file=sys.stderr)
+        return 130
     finally:
         warnings.showwarning = show
 

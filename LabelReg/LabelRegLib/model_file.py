@@ -10,7 +10,9 @@ tensors and plain containers and refuses any other pickled object, so a model
 file from a stranger cannot execute code. The header records the
 architecture, the preprocessing the network expects, what it was trained on
 and its validation metrics, and a SHA-256 of the weights so that a modified
-or damaged file is rejected.
+or damaged file is rejected. :func:`peek_model_header` reads the header with
+the standard library alone (no torch, no checksum), for listing models in a
+panel without loading anything heavy.
 """
 
 from __future__ import annotations
@@ -109,6 +111,47 @@ def read_model_payload(path: str | Path) -> tuple[dict, dict]:
     if weights_checksum(state) != header.get("weights_sha256"):
         raise ModelFileError(path, "weights do not match the checksum in its header: the file was modified or damaged")
     return header, state
+
+
+def peek_model_header(path: str | Path) -> dict:
+    """The header of a model file read with the standard library only: no torch import, no weights read.
+
+    ``torch.save`` writes a zip archive whose ``data.pkl`` holds the payload
+    dict; its ``"header"`` value is a plain string in that pickle. The pickle's
+    opcodes are only scanned (``pickletools.genops`` builds no object), so this
+    is as safe as the weights-only load. Nothing is verified: use
+    :func:`read_model_header` (or :func:`load_model`) before trusting the file.
+    """
+    import pickletools
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(path, "model file not found")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("/data.pkl")), None)
+            if name is None:
+                raise ModelFileError(path, "is not a model file (no data.pkl in the archive)")
+            strings = [arg for op, arg, _pos in pickletools.genops(archive.read(name)) if isinstance(arg, str) and "UNICODE" in op.name]
+    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        raise ModelFileError(path, f"is truncated, damaged or not a model file ({str(error).splitlines()[0]})") from error
+    # the payload dict's keys and values in order: "format", "labelreg-model", "format_version", "header", "<JSON>", ...
+    if strings[:2] != ["format", FORMAT] or "header" not in strings[:-1]:
+        raise ModelFileError(path, "is not a LabelReg model file (no 'labelreg-model' format marker)")
+    try:
+        return json.loads(strings[strings.index("header") + 1])
+    except json.JSONDecodeError as error:
+        raise ModelFileError(path, f"has a damaged header ({error})") from error
+
+
+def model_settings_flags(header: dict) -> list[str]:
+    """``labelreg train`` flags that reproduce a model's architecture, working spacing and initial
+    alignment (what training from it with ``initial_model`` needs to match)."""
+    flags = ["--initial_alignment", header.get("initial_alignment", "centers"), "--working_spacing", str(header.get("working_spacing_mm") or 0)]
+    for key, value in header["architecture"].items():
+        flags += [f"--{key}", value if isinstance(value, str) else json.dumps(value).replace(" ", "")]
+    return flags
 
 
 def read_model_header(path: str | Path) -> dict:

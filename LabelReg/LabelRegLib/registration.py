@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ class RegistrationResult:
     initial: np.ndarray  # 4x4 fixed RAS -> moving RAS used before the network
     runtime_s: float
     device: str
+    warnings: list = field(default_factory=list)  # what the registration warned of (e.g. a US larger than the training volumes)
 
     def warp(self, moving: Volume) -> Volume:
         """``moving`` (an image or a label) resampled onto the fixed grid through the registration."""
@@ -54,11 +55,14 @@ class Registrar:
     def header(self) -> dict:
         return self.model.header
 
-    def register(self, moving: Volume, fixed: Volume, alignment: str | None = None, passes: int | None = None) -> RegistrationResult:
+    def register(self, moving: Volume, fixed: Volume, alignment: str | None = None, passes: int | None = None,
+                 warn: bool = True) -> RegistrationResult:
         """Register ``moving`` (MR) to ``fixed`` (US). ``alignment``: ``centers`` or ``physical``
         (default: the one the model was trained with). ``passes`` > 1 runs the network again on the
         moving image warped by the previous passes and composes the fields (a cascade; default: the
-        model header's ``inference_passes``, else 1)."""
+        model header's ``inference_passes``, else 1). Warnings are kept in the result's ``warnings`` and, with
+        ``warn``, also issued with :func:`warnings.warn` (``warn=False`` where several threads register: the
+        ``warnings`` module's filters are process-wide)."""
         import torch
 
         from .spatial import ddf_voxel_to_ras, warp
@@ -74,17 +78,20 @@ class Registrar:
             alignment=alignment or header.get("initial_alignment", "centers"),
             normalisation=header.get("intensity_normalisation"),
         )
+        messages = []
         trained_at = self.network.min_input_shape  # from the header's training_input_shape_kji
         if trained_at and any(n > m for n, m in zip(pair.shape, trained_at)):
             # smaller grids are padded to the training size (networks.py); a larger one is outside what the model
             # saw: the bundled model, given validation US volumes with 12 mm of empty border added on every
             # side, fell from gland Dice 0.83-0.88 to 0.47-0.72 and folded 11-14 % of the voxels
-            warnings.warn(
+            messages.append(
                 f"{fixed.name or 'fixed volume'}: its field of view is {'x'.join(map(str, pair.shape))} voxels at the model's working "
                 f"spacing, larger than the {'x'.join(map(str, trained_at))} the model was trained at; the registration may be poor "
-                "(retrain or fine-tune on volumes like it)",
-                stacklevel=2,
+                "(retrain or fine-tune on volumes like it)"
             )
+        if warn:
+            for message in messages:
+                warnings.warn(message, stacklevel=2)
         layout = {"device": self.device, "memory_format": torch.channels_last_3d}
         passes = int(passes or header.get("inference_passes", 1))
         with torch.no_grad():
@@ -101,7 +108,7 @@ class Registrar:
         if not on_fixed_grid:  # the network ran at the model's working spacing: interpolate the field to the fixed grid
             field_ras = resample_volume(Volume(field_ras, pair.ijk_to_ras), fixed.shape, fixed.ijk_to_ras).array
         displacement = compose_with_initial(field_ras.astype(np.float64), fixed, pair.initial)
-        return RegistrationResult(Volume(displacement.astype(np.float32), fixed.ijk_to_ras.copy(), f"{moving.name}_to_{fixed.name}"), pair.initial, time.perf_counter() - started, str(self.device))
+        return RegistrationResult(Volume(displacement.astype(np.float32), fixed.ijk_to_ras.copy(), f"{moving.name}_to_{fixed.name}"), pair.initial, time.perf_counter() - started, str(self.device), messages)
 
 
 def compose_with_initial(field_ras: np.ndarray, fixed: Volume, initial: np.ndarray) -> np.ndarray:

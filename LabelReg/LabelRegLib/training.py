@@ -50,7 +50,7 @@ from .errors import InputError, ModelFileError
 from .io import atomic_output
 from .losses import multi_scale_loss, regulariser
 from .metrics import dice, tre_mm
-from .model_file import read_model_payload, save_model
+from .model_file import model_settings_flags, read_model_payload, save_model
 from .networks import build_network
 from .preprocess import DEFAULT_NORMALISATION, WorkingPair, prepare_pair
 from .segmentation_head import GlandSegmentationHead, segmentation_loss
@@ -75,15 +75,6 @@ def architecture_of(config: TrainConfig) -> dict:
     if config.network_type != "global":
         architecture["ddf_levels"] = list(config.ddf_levels)
     return architecture
-
-
-def model_settings_flags(header: dict) -> list[str]:
-    """``labelreg train`` flags that reproduce a model's architecture, working spacing and initial
-    alignment (what training from it with ``initial_model`` needs to match)."""
-    flags = ["--initial_alignment", header.get("initial_alignment", "centers"), "--working_spacing", str(header.get("working_spacing_mm") or 0)]
-    for key, value in header["architecture"].items():
-        flags += [f"--{key}", value if isinstance(value, str) else json.dumps(value).replace(" ", "")]
-    return flags
 
 
 def _pad_to(array: np.ndarray, shape) -> np.ndarray:
