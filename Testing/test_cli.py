@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from helpers import TINY_NETWORK, run_labelreg, with_empty_border
+from helpers import run_labelreg, with_empty_border
 from LabelRegLib.io import from_sitk_image, read_labels, read_volume, to_sitk_image, write_volume
 from LabelRegLib.metrics import dice
 from LabelRegLib.registration import Registrar, warp_volume

@@ -265,7 +265,6 @@ def test_live_update_reruns_into_the_same_node_and_frames_do_not_queue(slicer, s
 
 
 def _write_case(slicer, pair, folder):
-    from LabelRegLib.io import write_volume
 
     write_volume(pair.moving_image, folder / f"{pair.name}_mr.nii.gz")
     write_volume(pair.fixed_image, folder / f"{pair.name}_us.nrrd")
@@ -365,7 +364,7 @@ def test_the_self_test_runs_and_cleans_up(slicer, scene, LabelReg):
 
 
 def test_slicer_reads_files_like_the_engine(slicer, scene, tmp_path):
-    from LabelRegLib.io import read_volume, write_volume
+    from LabelRegLib.io import read_volume
     from conftest import oblique_geometry
 
     volume = Volume(np.random.default_rng(1).random((7, 9, 11)).astype(np.float32), oblique_geometry())

@@ -9,7 +9,7 @@ applied separably with zero padding, as in the original.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
 
 SIMILARITY_TYPES = ("dice", "jaccard", "cross-entropy", "mean-squared")
 REGULARISER_TYPES = ("bending", "gradient-l2", "gradient-l1")

@@ -18,6 +18,8 @@ nodes; the registration is ``LabelRegLogic.register``, the method the Register
 button calls.
 """
 
+from __future__ import annotations
+
 import argparse
 import csv
 import os
