@@ -367,16 +367,15 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         segmentation and labelmap. On any error the scene is as it was."""
         import numpy as np
 
-        from LabelRegLib.mrml import displacement_to_local, set_grid_transform
+        from LabelRegLib.mrml import displacement_to_local, node_ids, remove_nodes_added_since, set_grid_transform
 
         # the transform maps world to the MR's own RAS: its parent transform (if any) is folded in
         displacement = displacement_to_local(result.displacement, np.linalg.inv(frameToWorld))
-        created = []
+        nodesBefore = node_ids(slicer.mrmlScene)
         originalParents = [(node, node.GetTransformNodeID()) for node in (movingVolumeNode, segmentationNode) if node is not None]
         try:
             if outputTransformNode is None:
                 outputTransformNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLGridTransformNode", f"{movingVolumeNode.GetName()} to {fixedVolumeNode.GetName()}")
-                created.append(outputTransformNode)
                 outputTransformNode.CreateDefaultDisplayNodes()
             outputTransformNode.SetAndObserveTransformNodeID(None)
             outputTransformNode.SetNodeReferenceID(MOVING_PARENT_REFERENCE, frameID)
@@ -385,14 +384,13 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
                 movingVolumeNode.SetAndObserveTransformNodeID(outputTransformNode.GetID())
             self.lastLabelmapNode = self.lastCarriedSegmentationNode = None
             if segmentationNode is not None:
-                self.lastCarriedSegmentationNode = self._carrySegmentation(segmentationNode, outputTransformNode, segmentationMode, created)
+                self.lastCarriedSegmentationNode = self._carrySegmentation(segmentationNode, outputTransformNode, segmentationMode)
                 if createLabelmap:
-                    self.lastLabelmapNode = self._exportLabelmap(segmentationNode, fixedVolumeNode, displacement, created)
+                    self.lastLabelmapNode = self._exportLabelmap(segmentationNode, fixedVolumeNode, displacement)
         except Exception:
             for node, parentID in originalParents:
                 node.SetAndObserveTransformNodeID(parentID)
-            for node in created:
-                slicer.mrmlScene.RemoveNode(node)
+            remove_nodes_added_since(slicer.mrmlScene, nodesBefore)  # the new outputs with their display nodes
             raise
         self.registrationCount += 1
         self.lastRuntime = time.perf_counter() - started
@@ -407,13 +405,12 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         return outputTransformNode
 
     @staticmethod
-    def _carrySegmentation(segmentationNode, transformNode, mode: str, created: list):
+    def _carrySegmentation(segmentationNode, transformNode, mode: str):
         if mode == "transform":
             segmentationNode.SetAndObserveTransformNodeID(transformNode.GetID())
             return segmentationNode
         # "harden": a copy on the US, so that the MR segmentation the user drew is kept as it was
         copy = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{segmentationNode.GetName()} on US")
-        created.append(copy)
         copy.CreateDefaultDisplayNodes()
         copy.GetSegmentation().DeepCopy(segmentationNode.GetSegmentation())
         copy.SetAndObserveTransformNodeID(transformNode.GetID())
@@ -421,7 +418,7 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         return copy
 
     @staticmethod
-    def _exportLabelmap(segmentationNode, fixedVolumeNode, displacementLocal, created: list):
+    def _exportLabelmap(segmentationNode, fixedVolumeNode, displacementLocal):
         """The MR segmentation's segments as a labelmap on the US grid.
 
         Slicer's segmentation logic exports the segments in the MR frame (an
@@ -450,7 +447,6 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         onUs = resample_volume(labels, fixed.shape, fixed.ijk_to_ras, displacement_ras=displacementLocal.array, interpolation="nearest")
 
         labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{segmentationNode.GetName()} labelmap on US")
-        created.append(labelmap)
         labelmap.CreateDefaultDisplayNodes()
         localMatrix = vtk.vtkMatrix4x4()
         fixedVolumeNode.GetIJKToRASMatrix(localMatrix)

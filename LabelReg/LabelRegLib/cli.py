@@ -81,15 +81,22 @@ def _add_train_parser(commands):
     parser.set_defaults(func=run_train)
 
 
-def run_train(args) -> int:
+def train_config(args):
+    """The :class:`~LabelRegLib.config.TrainConfig` of parsed ``labelreg train`` arguments: CONFIG.ini, then the flags."""
     from .config import TrainConfig, parse_value, train_config_from_ini
-    from .training import Trainer
 
     config = train_config_from_ini(args.config) if args.config else TrainConfig()
     for field in fields(TrainConfig):
         value = getattr(args, field.name)
         if value is not None:
             setattr(config, field.name, parse_value(value, getattr(config, field.name)))
+    return config
+
+
+def run_train(args) -> int:
+    from .training import Trainer
+
+    config = train_config(args)
     if not (config.data_dir or config.dir_moving_image):
         raise LabelRegError("no training data: give CONFIG.ini with a [Data] section, or --data_dir")
     if args.exit_with_parent is not None:

@@ -1,14 +1,20 @@
 """Speed, memory and accuracy of the bundled model, printed as tables (measured in one run).
 
     python Testing/Benchmarks/benchmark_registration.py [--model M] [--data ../shared/data/mrus-prostate]
-        [--repeats 10] [--skip-monai] [--skip-classical]
+        [--repeats 10] [--skip-monai] [--skip-live] [--skip-classical]
 
 1. Registration time per pair with the model loaded (median of --repeats), at the
    example data's size and at a clinical size (US 81x118x88 at 0.8 mm, MR
    120x128x128 at 0.8 mm), model-load time, and peak memory (max RSS).
 2. The network's forward time against MONAI's LocalNet of equal width and levels on
    the same input (MONAI is installed for this benchmark only: pip install monai).
-3. On the model's validation pairs (from its header): LabelReg against a classical
+3. Live mode in the LabelReg module's logic (on slicer-core's MRML, a real worker
+   thread): a flood of US frames at the example size, one every --frame-interval
+   seconds (faster than a registration); the main thread's busy time per
+   registration (copying the frame, putting the result into MRML), the latency from
+   a frame to its transform, frames registered, dropped for a newer one, and
+   registered twice (must be 0).
+4. On the model's validation pairs (from its header): LabelReg against a classical
    SimpleITK registration a Slicer user would pick today (rigid, then B-spline, Mattes
    mutual information, multi-resolution, from the centres-aligned start): gland Dice,
    landmark TRE and time per pair.
@@ -53,19 +59,13 @@ def time_registration(registrar, moving, fixed, repeats: int) -> float:
 
 
 def speed_table(model, data, repeats):
-    from LabelRegLib.io import read_volume
     from LabelRegLib.registration import Registrar
 
     started = time.perf_counter()
     registrar = Registrar(model, "auto")
     load_s = time.perf_counter() - started
     rows = [("model load", f"{load_s:.3f} s", "", f"{peak_rss_mb():.0f} MB")]
-    if data and (data / "fixed_images" / "obs000.nii.gz").is_file():
-        example = (read_volume(data / "moving_images" / "obs000.nii.gz"), read_volume(data / "fixed_images" / "obs000.nii.gz"))
-        label = "example pair obs000 (US 47x63x44, MR 69x69x64, 1.5 mm)"
-    else:
-        example = synthetic_pair((47, 63, 44), 1.5, (69, 69, 64), 1.5)
-        label = "example size, synthetic (US 47x63x44, MR 69x69x64, 1.5 mm)"
+    example, label = example_pair(data)
     rows.append((label, f"{time_registration(registrar, *example, repeats):.3f} s", f"median of {repeats}", f"{peak_rss_mb():.0f} MB"))
     clinical = synthetic_pair((81, 118, 88), 0.8, (120, 128, 128), 0.8)
     rows.append(("clinical size (US 81x118x88, MR 120x128x128, 0.8 mm)", f"{time_registration(registrar, *clinical, repeats):.3f} s", f"median of {repeats}", f"{peak_rss_mb():.0f} MB"))
@@ -198,6 +198,70 @@ def print_table(title, header, rows):
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
 
 
+def example_pair(data):
+    """The example pair obs000 from the data folder, or a synthetic pair of its size; and its label."""
+    from LabelRegLib.io import read_volume
+
+    if data and (data / "fixed_images" / "obs000.nii.gz").is_file():
+        pair = (read_volume(data / "moving_images" / "obs000.nii.gz"), read_volume(data / "fixed_images" / "obs000.nii.gz"))
+        return pair, "example pair obs000 (US 47x63x44, MR 69x69x64, 1.5 mm)"
+    return synthetic_pair((47, 63, 44), 1.5, (69, 69, 64), 1.5), "example size, synthetic (US 47x63x44, MR 69x69x64, 1.5 mm)"
+
+
+def live_table(model, data, frames: int, interval_s: float):
+    sys.path.insert(0, str(REPO / "Testing"))
+    import slicer_harness
+
+    slicer = slicer_harness.install()
+    import LabelReg
+    from LabelRegLib.mrml import update_volume_node
+
+    (moving, fixed), label = example_pair(data)
+    movingNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MR")
+    fixedNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "US")
+    update_volume_node(movingNode, moving)
+    update_volume_node(fixedNode, fixed)
+    logic = LabelReg.LabelRegLogic()
+    transform = logic.register(movingNode, fixedNode, modelPath=model)
+    busy = []  # seconds the main thread spent in LabelReg's live callbacks
+
+    def timed(function):
+        def wrapper(*args):
+            started = time.perf_counter()
+            result = function(*args)
+            busy.append(time.perf_counter() - started)
+            return result
+        return wrapper
+
+    logic._onFixedModified = timed(logic._onFixedModified)  # the observer the logic registers next
+    poll = timed(logic.processLiveResults)  # what Slicer's QTimer calls on the main thread
+    logic.startLiveUpdate(movingNode, fixedNode, transform, modelPath=model)
+    started = time.perf_counter()
+    for frame in range(frames):
+        slicer.util.updateVolumeFromArray(fixedNode, np.roll(fixed.array, 1 + frame % 5, axis=2))
+        deadline = time.perf_counter() + interval_s
+        while time.perf_counter() < deadline:  # the event loop between two frames: the timer polls every 20 ms
+            poll()
+            time.sleep(min(0.02, max(0.0, deadline - time.perf_counter())))
+    while not logic._live["worker"].idle:
+        poll()
+        time.sleep(0.02)
+    poll()
+    elapsed = time.perf_counter() - started
+    logic.stopLiveUpdate()
+    stats = logic.liveStatistics
+    per_registration = sum(busy) / max(1, stats["processed"])
+    rows = [
+        ("main thread busy per registration (all callbacks / registrations)", f"{per_registration * 1000:.1f} ms",
+         f"max single callback {max(busy) * 1000:.1f} ms"),
+        ("latency, frame to transform", f"median {statistics.median(stats['latency_s']):.3f} s", f"max {max(stats['latency_s']):.3f} s"),
+        ("frames sent / registered / dropped", f"{stats['frames']} / {stats['processed']} / {stats['dropped']}",
+         f"one every {interval_s * 1000:.0f} ms for {elapsed:.1f} s"),
+        ("frames registered twice", f"{stats['frames'] - stats['processed'] - stats['dropped']}", "registered + dropped = sent"),
+    ]
+    print_table(f"Live mode, {label}, network in a worker thread", ["", "value", ""], rows)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model file (default: the bundled model)")
@@ -205,12 +269,17 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--max-pairs", type=int, default=9)
     parser.add_argument("--skip-monai", action="store_true")
+    parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument("--frames", type=int, default=40, help="live mode: US frames sent")
+    parser.add_argument("--frame-interval", type=float, default=0.05, help="live mode: seconds between two frames")
     parser.add_argument("--skip-classical", action="store_true")
     args = parser.parse_args()
     data = Path(args.data) if Path(args.data).is_dir() else None
     registrar = speed_table(args.model, data, args.repeats)
     if not args.skip_monai:
         monai_table(registrar, args.repeats)
+    if not args.skip_live:
+        live_table(args.model, data, args.frames, args.frame_interval)
     if not args.skip_classical:
         accuracy_table(registrar, data, args.max_pairs)
 

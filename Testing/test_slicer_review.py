@@ -1,0 +1,455 @@
+"""What the MRML harness alone could not see (issue 17): each test names the defect it guards against.
+
+Static checks read the module files and ``.ui`` files (Qt cannot run here); process, thread and
+import checks run for real; MRML checks run on slicer-core through Testing/slicer_harness.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from helpers import REPO, subprocess_env
+
+slicer_harness = pytest.importorskip("slicer_harness")
+TRAINING = REPO / "LabelRegTraining" / "LabelRegTraining.py"
+LABELREG = REPO / "LabelReg" / "LabelReg.py"
+
+
+@pytest.fixture(scope="module")
+def slicer():
+    return slicer_harness.install()
+
+
+@pytest.fixture(scope="module")
+def modules(slicer):
+    import LabelReg
+    import LabelRegTraining
+
+    return LabelReg, LabelRegTraining
+
+
+@pytest.fixture
+def scene(slicer):
+    slicer.mrmlScene.Clear(0)
+    yield slicer.mrmlScene
+    slicer.mrmlScene.Clear(0)
+
+
+def _run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
+    prelude = f"import sys; sys.path[:0] = [{str(REPO / 'Testing')!r}, {str(REPO / 'LabelReg')!r}]\n"
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, timeout=300,
+                          env=subprocess_env(), **kwargs)
+
+
+# ---------------------------------------------------------------- 2. stop on every platform, never outlive Slicer
+def test_module_files_use_no_unix_only_process_calls_and_launch_through_slicer():
+    source = TRAINING.read_text()
+    for unix_only in ("os.killpg", "os.getpgid", "signal.SIGKILL", "start_new_session"):
+        assert unix_only not in source, f"LabelRegTraining.py uses {unix_only}, which does not exist on Windows"
+    assert "slicer.util.launchConsoleProcess(" in source
+
+
+_TREE = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("with_psutil", [True, False])
+def test_stop_ends_the_whole_process_tree(with_psutil, monkeypatch):
+    from LabelRegLib import training_process
+    from LabelRegLib.training_process import TrainingProcess, process_alive
+
+    if not with_psutil:
+        monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil -> ImportError: the pgrep fallback
+    training = TrainingProcess()
+    training.start([sys.executable, "-u", "-c", _TREE])
+    deadline = time.monotonic() + 30
+    while not training.output_tail and time.monotonic() < deadline:
+        training.poll()
+        time.sleep(0.05)
+    grandchild = int(training.output_tail[0])
+    assert process_alive(grandchild)
+    training.stop(timeout=5)
+    assert training.state == "stopped" and training.process.returncode != 0
+    deadline = time.monotonic() + 5
+    while process_alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not process_alive(grandchild), "the training's own child processes end too"
+    assert training_process.end_process_tree  # (the function both paths went through)
+
+
+def test_windows_stop_ends_the_tree_with_taskkill(monkeypatch):
+    """Without psutil on Windows, the tree is ended by ``taskkill /T /F`` (checked here by the command it runs)."""
+    from LabelRegLib import training_process
+
+    calls = []
+    monkeypatch.setitem(sys.modules, "psutil", None)
+    monkeypatch.setattr(training_process.os, "name", "nt")
+    monkeypatch.setattr(training_process.subprocess, "run", lambda command, **kwargs: calls.append((command, kwargs)))
+
+    class Finished:
+        pid = 4242
+
+        def wait(self, timeout=None):
+            return 0
+
+    training_process.end_process_tree(Finished(), timeout=1)
+    assert calls[0][0] == ["taskkill", "/F", "/T", "/PID", "4242"]
+    assert calls[0][1]["creationflags"] == training_process.CREATE_NO_WINDOW
+
+
+@pytest.mark.slow
+def test_training_ends_when_the_application_that_started_it_is_gone(phantom_folder, tmp_path):
+    from LabelRegLib.training_process import TrainingProcess, train_command
+
+    application = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    training = TrainingProcess()
+    training.start(train_command(sys.executable, ["--data_dir", str(phantom_folder), "--output_dir", str(tmp_path / "run"),
+                                                  "--total_iterations", "100000", "--num_channel_initial", "4", "--device", "cpu"],
+                                 parent_pid=application.pid))
+    try:
+        deadline = time.monotonic() + 120
+        while "step" not in training.progress and time.monotonic() < deadline:
+            training.poll()
+            time.sleep(0.1)
+        assert training.is_running, training.output_tail
+        application.kill()  # the application crashes: no atexit, no Stop
+        application.wait()
+        deadline = time.monotonic() + 30
+        while training.is_running and time.monotonic() < deadline:
+            time.sleep(0.1)
+        training.poll()
+        assert not training.is_running and training.process.returncode == 130
+        assert any("interrupted" in line for line in training.output_tail), training.output_tail
+        assert not any("Traceback" in line for line in training.output_tail)
+    finally:
+        training.stop()
+        application.kill()
+
+
+# ---------------------------------------------------------------- 3. optional path fields can be cleared
+def test_no_path_field_is_bound_to_the_parameter_node_and_the_widget_syncs_each(modules):
+    """CTK emits no currentPathChanged for an empty text: a bound ctkPathLineEdit can never be cleared."""
+    _LabelReg, LabelRegTraining = modules
+
+    ui = ET.parse(REPO / "LabelRegTraining" / "Resources" / "UI" / "LabelRegTraining.ui")
+    path_edits = {w.get("name") for w in ui.iter("widget") if w.get("class") == "ctkPathLineEdit"}
+    for widget in ui.iter("widget"):
+        if widget.get("class") == "ctkPathLineEdit":
+            bound = [p for p in widget.findall("property") if p.get("name") == "SlicerParameterName"]
+            assert not bound, f"{widget.get('name')} is bound to the parameter node"
+    assert set(LabelRegTraining.PATH_FIELDS.values()) == path_edits
+    source = TRAINING.read_text()
+    assert '"validInputChanged(bool)"' in source and '"currentPathChanged(QString)"' in source
+    hints = LabelRegTraining.LabelRegTrainingParameterNode.allParameters
+    for parameter in LabelRegTraining.PATH_FIELDS:
+        assert hints[parameter] is str, f"{parameter}: an unset pathlib.Path shows as '.'"
+
+
+def test_a_cleared_start_from_model_trains_from_scratch(slicer, scene, modules, tmp_path):
+    _LabelReg, LabelRegTraining = modules
+    logic = LabelRegTraining.LabelRegTrainingLogic()
+    p = logic.getParameterNode()
+    p.dataFolder, p.outputModel = str(tmp_path / "data"), str(tmp_path / "model.pt")
+    p.initialModel = _LabelReg.LabelRegLogic.modelCatalogue().bundled
+    assert "--initial_model" in logic.trainArguments(p, resume=False)
+    p.initialModel = ""  # what the widget writes when the field is cleared
+    assert "--initial_model" not in logic.trainArguments(p, resume=False)
+
+
+# ---------------------------------------------------------------- 4. self-tests without torch and nibabel
+def test_self_tests_skip_with_a_reason_where_torch_and_nibabel_are_missing():
+    result = _run_python("""
+        sys.modules["torch"] = None  # as on the extension build machines: import torch fails
+        sys.modules["nibabel"] = None
+        import slicer_harness
+        slicer_harness.install()
+        import LabelReg, LabelRegTraining
+        LabelReg.LabelRegTest().runTest()
+        LabelRegTraining.LabelRegTrainingTest().runTest()
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "LabelReg self-test skipped: torch, nibabel not installed" in result.stdout
+    assert "LabelRegTraining self-test skipped: torch, nibabel not installed" in result.stdout
+
+
+def test_every_user_action_that_reads_images_or_trains_checks_the_dependencies_first():
+    tree = ast.parse(TRAINING.read_text())
+    widget = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "LabelRegTrainingWidget")
+    for name in ("onCheckData", "onStart"):
+        method = ast.unparse(next(f for f in widget.body if isinstance(f, ast.FunctionDef) and f.name == name))
+        assert "ensureDependencies" in method, name
+        assert method.index("ensureDependencies") < method.index("self.logic.s"), f"{name} reads data before checking the dependencies"
+    register = ast.unparse(next(f for f in next(n for n in ast.parse(LABELREG.read_text()).body
+                                                if isinstance(n, ast.ClassDef) and n.name == "LabelRegWidget").body
+                                if isinstance(f, ast.FunctionDef) and f.name == "onRegisterButton"))
+    assert register.index("ensureDependencies") < register.index("self.logic.register")
+
+
+# ---------------------------------------------------------------- 5. opening a panel imports no torch
+def test_opening_the_panels_imports_no_torch_and_reads_no_weights():
+    result = _run_python("""
+        import slicer_harness
+        slicer_harness.install()
+        import LabelReg, LabelRegTraining
+        from LabelRegLib import model_file
+        model_file.read_model_payload = None  # reading the weights here would fail
+        logic = LabelReg.LabelRegLogic()
+        logic.getParameterNode()
+        catalogue = logic.modelCatalogue()
+        for label, path in catalogue.models():
+            print(label, catalogue.summary(path))
+        print(catalogue.device_summary())
+        LabelRegTraining.LabelRegTrainingLogic().getParameterNode()
+        assert "torch" not in sys.modules, "torch was imported"
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "Bundled LocalNet (default) local net, 16 channels" in result.stdout
+    assert "devices: listed after the first registration" in result.stdout
+
+
+def test_the_header_read_without_torch_is_the_checked_header(tiny_model):
+    from LabelRegLib.model_file import default_model_path, peek_model_header, read_model_header
+
+    for path in (default_model_path(), tiny_model):
+        assert peek_model_header(path) == read_model_header(path)
+
+
+# ---------------------------------------------------------------- 6. live mode keeps the main thread free
+def test_the_live_worker_takes_the_latest_frame_and_never_one_twice():
+    import threading
+
+    from LabelRegLib.live import LatestFrameWorker
+
+    release, seen = threading.Event(), []
+
+    def work(frame):
+        seen.append(frame)
+        assert threading.current_thread() is not threading.main_thread()
+        release.wait(10)
+        return frame * 10
+
+    worker = LatestFrameWorker(work)
+    worker.submit(0)
+    while not seen:
+        time.sleep(0.001)
+    for frame in range(1, 6):  # arrive while frame 0 runs
+        worker.submit(frame)
+    release.set()
+    assert worker.wait_idle(10)
+    results = worker.poll()
+    assert [r.value for r in results] == [0, 50] and seen == [0, 5]
+    assert (worker.submitted, worker.processed, worker.dropped) == (6, 2, 4)
+    assert all(r.latency_s >= 0 and r.error is None for r in results)
+    worker.stop()
+
+
+def test_a_failing_frame_is_reported_to_the_owner():
+    from LabelRegLib.live import LatestFrameWorker
+
+    worker = LatestFrameWorker(lambda frame: 1 / frame)
+    worker.submit(0)
+    assert worker.wait_idle(10)
+    (result,) = worker.poll()
+    assert isinstance(result.error, ZeroDivisionError) and result.value is None
+    worker.stop()
+
+
+# ---------------------------------------------------------------- 7. no node leaks, visible results
+def _phantom_nodes(slicer):
+    from LabelRegLib.mrml import update_volume_node
+    from LabelRegLib.phantom import make_phantom_pair
+
+    pair = make_phantom_pair(1001)
+    moving = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MR")
+    fixed = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "US")
+    update_volume_node(moving, pair.moving_image)
+    update_volume_node(fixed, pair.fixed_image)
+    gland = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "gland")
+    update_volume_node(gland, pair.moving_labels[0].with_array(pair.moving_labels[0].array.astype(np.uint8)))
+    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "MR segmentation")
+    slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(gland, segmentation)
+    slicer.mrmlScene.RemoveNode(gland)
+    return moving, fixed, segmentation
+
+
+def _count_by_class(scene) -> dict:
+    from collections import Counter
+
+    return Counter(scene.GetNthNode(i).GetClassName() for i in range(scene.GetNumberOfNodes()))
+
+
+def test_registrations_leave_only_their_declared_outputs_each_with_a_display_node(slicer, scene, modules, monkeypatch):
+    LabelReg, _ = modules
+    moving, fixed, segmentation = _phantom_nodes(slicer)
+    logic = LabelReg.LabelRegLogic()
+    before = _count_by_class(scene)
+    outputs = []
+    for _ in range(3):
+        transform = logic.register(moving, fixed, segmentationNode=segmentation, segmentationMode="harden", createLabelmap=True)
+        outputs += [transform, logic.lastCarriedSegmentationNode, logic.lastLabelmapNode]
+        moving.SetAndObserveTransformNodeID(None)
+    added = _count_by_class(scene) - before
+    declared = _count_by_class_of(outputs)
+    display = {"vtkMRMLGridTransformNode": "vtkMRMLTransformDisplayNode", "vtkMRMLSegmentationNode": "vtkMRMLSegmentationDisplayNode",
+               "vtkMRMLLabelMapVolumeNode": "vtkMRMLLabelMapVolumeDisplayNode"}
+    expected = declared + _count_by_class_of_names([display[node.GetClassName()] for node in outputs])
+    assert added == expected, f"added {dict(added)}, declared {dict(expected)}"
+    for node in outputs:
+        assert node.GetDisplayNode() is not None, f"{node.GetName()} has no display node"
+
+    # the error path: a failure after the outputs were started leaves the scene as it was
+    import LabelRegLib.spatial
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("resampling failed")
+
+    monkeypatch.setattr(LabelRegLib.spatial, "resample_volume", broken)
+    counts = _count_by_class(scene)
+    with pytest.raises(RuntimeError, match="resampling failed"):
+        logic.register(moving, fixed, segmentationNode=segmentation, segmentationMode="harden", createLabelmap=True)
+    assert _count_by_class(scene) == counts and moving.GetTransformNodeID() is None
+
+
+def _count_by_class_of(nodes):
+    from collections import Counter
+
+    return Counter(node.GetClassName() for node in nodes)
+
+
+def _count_by_class_of_names(names):
+    from collections import Counter
+
+    return Counter(names)
+
+
+# ---------------------------------------------------------------- 8. a retrained model is loaded again
+def test_a_model_file_rewritten_in_place_is_loaded_again(tmp_path, tiny_model):
+    from LabelRegLib.model_catalogue import ModelCatalogue
+    from LabelRegLib.model_file import default_model_path
+
+    path = tmp_path / "model.pt"
+    shutil.copy(tiny_model, path)
+    catalogue = ModelCatalogue()
+    first = catalogue.registrar(path, "cpu")
+    assert catalogue.registrar(path, "cpu") is first  # unchanged file: the loaded model is reused
+    shutil.copy(default_model_path(), path)  # retrained into the same file
+    second = catalogue.registrar(path, "cpu")
+    assert second is not first
+    assert second.header["architecture"]["num_channel_initial"] == 16 != first.header["architecture"]["num_channel_initial"]
+    assert len(catalogue._registrars) == 1  # the stale model was let go
+
+
+# ---------------------------------------------------------------- 9. the training finds the extension's LabelRegLib
+def test_the_training_command_runs_from_an_installed_layout(tmp_path):
+    """In an installed extension the scripted modules lie side by side (no ../LabelReg folder)."""
+    installed = tmp_path / "lib" / "Slicer-5.8" / "qt-scripted-modules"
+    installed.mkdir(parents=True)
+    shutil.copytree(REPO / "LabelReg" / "LabelRegLib", installed / "LabelRegLib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(TRAINING, installed / "LabelRegTraining.py")
+    code = f"""
+        import sys, subprocess
+        sys.path[:] = [p for p in sys.path if "LabelReg" not in p]
+        sys.path.insert(0, {str(installed)!r})
+        from LabelRegLib.training_process import library_folder, train_command
+        assert library_folder() == {str(installed)!r}, library_folder()
+        result = subprocess.run(train_command(sys.executable, ["--help"]), capture_output=True, text=True)
+        print(result.returncode, result.stdout[:200], result.stderr[-500:])
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("0 usage: labelreg train"), result.stdout
+
+
+# ---------------------------------------------------------------- 10. the panel trains with the bundled model's recipe
+def test_the_panel_with_default_settings_trains_exactly_the_recipe(slicer, scene, modules, tmp_path):
+    from dataclasses import asdict
+
+    from LabelRegLib.cli import build_parser, train_config
+    from LabelRegLib.config import train_config_from_ini
+
+    _LabelReg, LabelRegTraining = modules
+    logic = LabelRegTraining.LabelRegTrainingLogic()
+    p = logic.getParameterNode()
+    p.dataFolder, p.outputModel = str(tmp_path / "data"), str(tmp_path / "model.pt")
+    from_panel = asdict(train_config(build_parser().parse_args(["train", *logic.trainArguments(p, resume=False)])))
+    recipe = asdict(train_config_from_ini(logic.recipePath()))
+    data_and_output = {"data_dir", "dir_moving_image", "dir_fixed_image", "dir_moving_label", "dir_fixed_label", "output_dir", "file_model_save"}
+    differing = {key for key in recipe if recipe[key] != from_panel[key]}
+    assert differing <= data_and_output, {key: (recipe[key], from_panel[key]) for key in differing - data_and_output}
+    assert from_panel["norm"] == "instance" and from_panel["working_spacing"] == 2.5  # not the tutorial's BatchNorm at full resolution
+    assert from_panel["data_dir"] == p.dataFolder and from_panel["file_model_save"] == os.path.abspath(p.outputModel)
+    p.iterations, p.numChannels = 7, 8  # the panel's fields override the recipe
+    overridden = asdict(train_config(build_parser().parse_args(["train", *logic.trainArguments(p, resume=False)])))
+    assert (overridden["total_iterations"], overridden["num_channel_initial"], overridden["norm"]) == (7, 8, "instance")
+
+
+# ---------------------------------------------------------------- 11. Slicer conventions
+def test_the_moving_frame_is_a_node_reference_and_the_status_is_not_saved(slicer, scene, modules):
+    LabelReg, _ = modules
+    moving, fixed, _segmentation = _phantom_nodes(slicer)
+    parent = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "MR pose")
+    moving.SetAndObserveTransformNodeID(parent.GetID())
+    logic = LabelReg.LabelRegLogic()
+    transform = logic.register(moving, fixed)
+    assert transform.GetNodeReferenceID(LabelReg.MOVING_PARENT_REFERENCE) == parent.GetID()
+    assert transform.GetAttribute("LabelReg.MovingParentTransformID") is None
+    logic.register(moving, fixed, transform)  # the MR is under the transform now: its frame comes from the reference
+    assert moving.GetTransformNodeID() == transform.GetID()
+    assert "status" not in LabelReg.LabelRegParameterNode.allParameters
+    assert "hardenTransform(" not in LABELREG.read_text()
+    for source in (LABELREG, TRAINING):
+        assert "LabelReg developers" not in source.read_text()
+
+
+def test_dependencies_are_installed_only_after_asking_with_a_minimum_torch(slicer, modules, monkeypatch):
+    import importlib.util
+    import types
+
+    LabelReg, _ = modules
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("torch", "nibabel") else real_find_spec(name, *a))
+    asked, installed = [], []
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, *a, **k: asked.append(text) or False, raising=False)
+    monkeypatch.setattr(slicer.util, "pip_install", lambda requirement: installed.append(requirement), raising=False)
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", None)
+    with pytest.raises(RuntimeError, match="needs the PyTorch extension. Install it in the Extensions Manager"):
+        LabelReg.LabelRegLogic.ensureDependencies(askUser=True)
+
+    class PyTorchUtilsLogic:
+        def installTorch(self, askConfirmation=False, forceComputationBackend=None, torchVersionRequirement=None):
+            installed.append(f"torch{torchVersionRequirement}")
+            return object()
+
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
+    assert LabelReg.LabelRegLogic.ensureDependencies(askUser=True) is False  # the user declined
+    assert installed == [] and "PyTorch >=2.1" in asked[-1]
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, *a, **k: asked.append(text) or True)
+    assert LabelReg.LabelRegLogic.ensureDependencies(askUser=True) is True
+    assert installed == ["torch>=2.1", "nibabel"] and "nibabel" in asked[-1]
+
+
+# ---------------------------------------------------------------- 12. thin module files
+@pytest.mark.parametrize("path", [LABELREG, TRAINING], ids=lambda p: p.name)
+def test_module_methods_orchestrate_in_a_few_dozen_lines(path):
+    tree = ast.parse(path.read_text())
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef) and not n.name.endswith("Test")):
+        for method in (n for n in cls.body if isinstance(n, ast.FunctionDef)):
+            length = method.end_lineno - method.lineno + 1
+            assert length <= 50, f"{cls.name}.{method.name} is {length} lines: move the work into LabelRegLib"
+    assert not re.search(r"^import (threading|queue|subprocess|signal|atexit)", path.read_text(), re.M), "process and thread work lives in LabelRegLib"
