@@ -619,19 +619,11 @@ class LabelRegTest(ScriptedLoadableModuleTest):
             self.tearDown()
 
     def _loadPhantom(self, seed: int = 1001):
-        from LabelRegLib.mrml import update_volume_node
+        from LabelRegLib.mrml import add_phantom_nodes
         from LabelRegLib.phantom import make_phantom_pair
 
         pair = make_phantom_pair(seed)
-        moving = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "LabelRegTest MR")
-        fixed = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "LabelRegTest US")
-        update_volume_node(moving, pair.moving_image)
-        update_volume_node(fixed, pair.fixed_image)
-        gland = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "LabelRegTest MR gland")
-        update_volume_node(gland, pair.moving_labels[0].with_array(pair.moving_labels[0].array.astype("uint8")))
-        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "LabelRegTest MR segmentation")
-        slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(gland, segmentation)
-        return pair, moving, fixed, segmentation
+        return (pair, *add_phantom_nodes(slicer.mrmlScene, pair, prefix="LabelRegTest "))
 
     def test_RegisterPhantom(self):
         import numpy as np

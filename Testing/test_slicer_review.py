@@ -15,8 +15,8 @@ import sys
 import textwrap
 import time
 import xml.etree.ElementTree as ET
+from collections import Counter
 
-import numpy as np
 import pytest
 
 from helpers import REPO, subprocess_env
@@ -271,25 +271,13 @@ def test_a_failing_frame_is_reported_to_the_owner():
 
 # ---------------------------------------------------------------- 7. no node leaks, visible results
 def _phantom_nodes(slicer):
-    from LabelRegLib.mrml import update_volume_node
+    from LabelRegLib.mrml import add_phantom_nodes
     from LabelRegLib.phantom import make_phantom_pair
 
-    pair = make_phantom_pair(1001)
-    moving = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MR")
-    fixed = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "US")
-    update_volume_node(moving, pair.moving_image)
-    update_volume_node(fixed, pair.fixed_image)
-    gland = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "gland")
-    update_volume_node(gland, pair.moving_labels[0].with_array(pair.moving_labels[0].array.astype(np.uint8)))
-    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "MR segmentation")
-    slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(gland, segmentation)
-    slicer.mrmlScene.RemoveNode(gland)
-    return moving, fixed, segmentation
+    return add_phantom_nodes(slicer.mrmlScene, make_phantom_pair(1001))
 
 
-def _count_by_class(scene) -> dict:
-    from collections import Counter
-
+def _count_by_class(scene) -> Counter:
     return Counter(scene.GetNthNode(i).GetClassName() for i in range(scene.GetNumberOfNodes()))
 
 
@@ -304,10 +292,9 @@ def test_registrations_leave_only_their_declared_outputs_each_with_a_display_nod
         outputs += [transform, logic.lastCarriedSegmentationNode, logic.lastLabelmapNode]
         moving.SetAndObserveTransformNodeID(None)
     added = _count_by_class(scene) - before
-    declared = _count_by_class_of(outputs)
     display = {"vtkMRMLGridTransformNode": "vtkMRMLTransformDisplayNode", "vtkMRMLSegmentationNode": "vtkMRMLSegmentationDisplayNode",
                "vtkMRMLLabelMapVolumeNode": "vtkMRMLLabelMapVolumeDisplayNode"}
-    expected = declared + _count_by_class_of_names([display[node.GetClassName()] for node in outputs])
+    expected = Counter(node.GetClassName() for node in outputs) + Counter(display[node.GetClassName()] for node in outputs)
     assert added == expected, f"added {dict(added)}, declared {dict(expected)}"
     for node in outputs:
         assert node.GetDisplayNode() is not None, f"{node.GetName()} has no display node"
@@ -323,18 +310,6 @@ def test_registrations_leave_only_their_declared_outputs_each_with_a_display_nod
     with pytest.raises(RuntimeError, match="resampling failed"):
         logic.register(moving, fixed, segmentationNode=segmentation, segmentationMode="harden", createLabelmap=True)
     assert _count_by_class(scene) == counts and moving.GetTransformNodeID() is None
-
-
-def _count_by_class_of(nodes):
-    from collections import Counter
-
-    return Counter(node.GetClassName() for node in nodes)
-
-
-def _count_by_class_of_names(names):
-    from collections import Counter
-
-    return Counter(names)
 
 
 # ---------------------------------------------------------------- 8. a retrained model is loaded again

@@ -128,6 +128,23 @@ def grid_transform_displacement(transform_node) -> Volume:
     return Volume(np.array(slicer.util.arrayFromGridTransform(transform_node)), matrix, transform_node.GetName())
 
 
+def add_phantom_nodes(scene, pair, prefix: str = "") -> tuple:
+    """A phantom pair in ``scene`` as Slicer users have theirs: ``(MR volume, US volume, MR gland segmentation)``
+    (for the self-test, the tests and the pictures)."""
+    import slicer
+
+    moving = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{prefix}MR")
+    fixed = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{prefix}US")
+    update_volume_node(moving, pair.moving_image)
+    update_volume_node(fixed, pair.fixed_image)
+    gland = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{prefix}MR gland labelmap")
+    update_volume_node(gland, pair.moving_labels[0].with_array(pair.moving_labels[0].array.astype(np.uint8)))
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{prefix}MR gland")
+    slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(gland, segmentation)
+    scene.RemoveNode(gland)
+    return moving, fixed, segmentation
+
+
 def node_ids(scene) -> set:
     """IDs of every node in the scene (to remove later exactly the nodes a test adds)."""
     return {scene.GetNthNode(index).GetID() for index in range(scene.GetNumberOfNodes())}

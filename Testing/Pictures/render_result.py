@@ -71,18 +71,11 @@ def main():
     colors.SetMRMLScene(slicer.mrmlScene)
     colors.AddDefaultColorNodes()
     import LabelReg
-    from LabelRegLib.mrml import update_volume_node
+    from LabelRegLib.mrml import add_phantom_nodes, update_volume_node
     from LabelRegLib.phantom import make_phantom_pair
 
     pair = make_phantom_pair(args.seed)
-    moving = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MR")
-    fixed = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "US")
-    update_volume_node(moving, pair.moving_image)
-    update_volume_node(fixed, pair.fixed_image)
-    gland = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "MR gland")
-    update_volume_node(gland, pair.moving_labels[0].with_array(pair.moving_labels[0].array.astype(np.uint8)))
-    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "MR gland")
-    slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(gland, segmentation)
+    moving, fixed, segmentation = add_phantom_nodes(slicer.mrmlScene, pair)
 
     from LabelRegLib.spatial import initial_alignment, resample_volume
 
