@@ -331,22 +331,34 @@ def test_a_model_file_rewritten_in_place_is_loaded_again(tmp_path, tiny_model):
 
 # ---------------------------------------------------------------- 9. the training finds the extension's LabelRegLib
 def test_the_training_command_runs_from_an_installed_layout(tmp_path):
-    """In an installed extension the scripted modules lie side by side (no ../LabelReg folder)."""
+    """An installed extension puts the scripted modules side by side (no ../LabelReg folder), and Slicer's Python
+    knows nothing of a checkout: the command the module builds must find LabelRegLib by itself."""
     installed = tmp_path / "lib" / "Slicer-5.8" / "qt-scripted-modules"
-    installed.mkdir(parents=True)
     shutil.copytree(REPO / "LabelReg" / "LabelRegLib", installed / "LabelRegLib", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(TRAINING, installed / "LabelRegTraining.py")
+    shutil.copytree(REPO / "LabelReg" / "Resources" / "Models", installed / "Resources" / "Models", ignore=shutil.ignore_patterns("*.pt"))
+    for module in (LABELREG, TRAINING):
+        shutil.copy(module, installed / module.name)
+    slicer_python = tmp_path / "PythonSlicer"  # a Python without this checkout's editable install on its path
+    slicer_python.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    slicer_python.chmod(0o755)
     code = f"""
-        import sys, subprocess
-        sys.path[:] = [p for p in sys.path if "LabelReg" not in p]
+        import os, subprocess, sys
+        sys.path.insert(0, {str(REPO / 'Testing')!r})
+        import slicer_harness
+        slicer_harness.install()
         sys.path.insert(0, {str(installed)!r})
-        from LabelRegLib.training_process import library_folder, train_command
-        assert library_folder() == {str(installed)!r}, library_folder()
-        result = subprocess.run(train_command(sys.executable, ["--help"]), capture_output=True, text=True)
+        import LabelRegTraining
+        assert LabelRegTraining.__file__.startswith({str(installed)!r}), LabelRegTraining.__file__
+        logic = LabelRegTraining.LabelRegTrainingLogic()
+        p = logic.getParameterNode()
+        p.dataFolder, p.outputModel = {str(tmp_path / 'data')!r}, {str(tmp_path / 'model.pt')!r}
+        command = [{str(slicer_python)!r}, *logic.command(p, False)[1:], "--help"]
+        env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname({str(installed)!r}), "LabelReg"))  # what a source layout gives
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd={str(tmp_path)!r})
         print(result.returncode, result.stdout[:200], result.stderr[-500:])
     """
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("0 usage: labelreg train"), result.stdout
 
