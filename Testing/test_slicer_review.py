@@ -222,11 +222,15 @@ def test_opening_the_panels_imports_no_torch_and_reads_no_weights():
     assert "devices: listed after the first registration" in result.stdout
 
 
-def test_the_header_read_without_torch_is_the_checked_header(tiny_model):
+def test_the_header_read_without_torch_is_the_checked_header(tiny_model, tmp_path):
+    from LabelRegLib.errors import ModelFileError
     from LabelRegLib.model_file import default_model_path, peek_model_header, read_model_header
 
     for path in (default_model_path(), tiny_model):
         assert peek_model_header(path) == read_model_header(path)
+    (tmp_path / "notes.pt").write_text("not a model")
+    with pytest.raises(ModelFileError, match="notes.pt: is truncated, damaged or not a model file"):
+        peek_model_header(tmp_path / "notes.pt")
 
 
 # ---------------------------------------------------------------- 6. live mode keeps the main thread free

@@ -130,10 +130,8 @@ def peek_model_header(path: str | Path) -> dict:
         raise ModelFileError(path, "model file not found")
     try:
         with zipfile.ZipFile(path) as archive:
-            name = next((n for n in archive.namelist() if n.endswith("/data.pkl")), None)
-            if name is None:
-                raise ModelFileError(path, "is not a model file (no data.pkl in the archive)")
-            strings = [arg for op, arg, _pos in pickletools.genops(archive.read(name)) if isinstance(arg, str) and "UNICODE" in op.name]
+            pickled = next((archive.read(n) for n in archive.namelist() if n.endswith("/data.pkl")), b"")
+            strings = [arg for op, arg, _pos in pickletools.genops(pickled) if isinstance(arg, str) and "UNICODE" in op.name]
     except (zipfile.BadZipFile, ValueError, OSError) as error:
         raise ModelFileError(path, f"is truncated, damaged or not a model file ({str(error).splitlines()[0]})") from error
     # the payload dict's keys and values in order: "format", "labelreg-model", "format_version", "header", "<JSON>", ...
