@@ -29,8 +29,7 @@ SLICER_FILES = [REPO / "LabelReg" / "LabelReg.py", REPO / "LabelRegTraining" / "
 
 def _stub_slicer():
     """A ``slicer`` package with the names the module files use at import time (no scene: nothing runs)."""
-    sys.path.insert(0, str(REPO / "Testing"))
-    import slicer_harness
+    from LabelRegLib import slicer_standalone
 
     slicer = types.ModuleType("slicer")
     for name in ("vtkMRMLGridTransformNode", "vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode", "vtkMRMLTableNode"):
@@ -39,8 +38,8 @@ def _stub_slicer():
     util.VTKObservationMixin = type("VTKObservationMixin", (), {"__init__": lambda self: None})
     slicer.util = util
     sys.modules.update({"slicer": slicer, "slicer.util": util})
-    for name, module in (("slicer.ScriptedLoadableModule", slicer_harness._scripted_loadable_module()),
-                         ("slicer.parameterNodeWrapper", slicer_harness._parameter_node_wrapper()), ("slicer.i18n", slicer_harness._i18n())):
+    for name, module in (("slicer.ScriptedLoadableModule", slicer_standalone._scripted_loadable_module()),
+                         ("slicer.parameterNodeWrapper", slicer_standalone._parameter_node_wrapper()), ("slicer.i18n", slicer_standalone._i18n())):
         sys.modules[name] = module
         setattr(slicer, name.split(".")[1], module)
     for name in ("vtk", "qt", "ctk"):

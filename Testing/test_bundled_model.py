@@ -95,7 +95,7 @@ def test_every_demo_pair_landmark_tre_falls(demo_rows):
 
 
 def test_the_model_card_validation_numbers_reproduce(registrar, shared_data, tmp_path):
-    """The held-out pairs named in the header give the README's medians (inference is deterministic on the CPU)."""
+    """The held-out pairs named in the header give the model card's medians (inference is deterministic on the CPU)."""
     names = read_model_header(default_model_path())["training"]["validation_cases"]
     cases = [case for case in load_data_folder(shared_data) if case.name in names]
     assert len(cases) == len(names)
@@ -105,5 +105,5 @@ def test_the_model_card_validation_numbers_reproduce(registrar, shared_data, tmp
     assert summary["folding_max"] == 0.0
 
 
-# the numbers the README's model card states (full resolution, medians over the 9 held-out pairs)
+# the numbers the model card (LabelReg/Resources/Models/labelreg_localnet.md) states (full resolution, medians over the 9 held-out pairs)
 MODEL_CARD = {"gland_dice_median": 0.830, "tre_mm_median": 4.78}

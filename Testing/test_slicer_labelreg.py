@@ -1,4 +1,4 @@
-"""LabelReg's Slicer logic on Slicer's real MRML classes (slicer-core), through Testing/slicer_harness.py."""
+"""LabelReg's Slicer logic on Slicer's real MRML classes (slicer-core), through LabelRegLib/slicer_standalone.py."""
 
 import csv
 import subprocess
@@ -17,12 +17,12 @@ from LabelRegLib.phantom import make_phantom_pair
 from LabelRegLib.registration import Registrar, warp_volume
 from LabelRegLib.volume import Volume
 
-slicer_harness = pytest.importorskip("slicer_harness")
+slicer_standalone = pytest.importorskip("LabelRegLib.slicer_standalone")
 
 
 @pytest.fixture(scope="module")
 def slicer():
-    return slicer_harness.install()
+    return slicer_standalone.install()
 
 
 @pytest.fixture(scope="module")

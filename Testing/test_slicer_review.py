@@ -1,7 +1,7 @@
 """What the MRML harness alone could not see (issue 17): each test names the defect it guards against.
 
 Static checks read the module files and ``.ui`` files (Qt cannot run here); process, thread and
-import checks run for real; MRML checks run on slicer-core through Testing/slicer_harness.py.
+import checks run for real; MRML checks run on slicer-core through LabelRegLib/slicer_standalone.py.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import pytest
 
 from helpers import REPO, subprocess_env
 
-slicer_harness = pytest.importorskip("slicer_harness")
+slicer_standalone = pytest.importorskip("LabelRegLib.slicer_standalone")
 TRAINING = REPO / "LabelRegTraining" / "LabelRegTraining.py"
 LABELREG = REPO / "LabelReg" / "LabelReg.py"
 
 
 @pytest.fixture(scope="module")
 def slicer():
-    return slicer_harness.install()
+    return slicer_standalone.install()
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def scene(slicer):
 
 
 def _run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
-    prelude = f"import sys; sys.path[:0] = [{str(REPO / 'Testing')!r}, {str(REPO / 'LabelReg')!r}]\n"
+    prelude = f"import sys; sys.path.insert(0, {str(REPO / 'LabelReg')!r})\n"
     return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, timeout=300,
                           env=subprocess_env(), **kwargs)
 
@@ -176,8 +176,8 @@ def test_self_tests_skip_with_a_reason_where_torch_and_nibabel_are_missing():
     result = _run_python("""
         sys.modules["torch"] = None  # as on the extension build machines: import torch fails
         sys.modules["nibabel"] = None
-        import slicer_harness
-        slicer_harness.install()
+        from LabelRegLib import slicer_standalone
+        slicer_standalone.install()
         import LabelReg, LabelRegTraining
         LabelReg.LabelRegTest().runTest()
         LabelRegTraining.LabelRegTrainingTest().runTest()
@@ -203,8 +203,8 @@ def test_every_user_action_that_reads_images_or_trains_checks_the_dependencies_f
 # ---------------------------------------------------------------- 5. opening a panel imports no torch
 def test_opening_the_panels_imports_no_torch_and_reads_no_weights():
     result = _run_python("""
-        import slicer_harness
-        slicer_harness.install()
+        from LabelRegLib import slicer_standalone
+        slicer_standalone.install()
         import LabelReg, LabelRegTraining
         from LabelRegLib import model_file
         model_file.read_model_payload = None  # reading the weights here would fail
@@ -347,10 +347,9 @@ def test_the_training_command_runs_from_an_installed_layout(tmp_path):
     slicer_python.chmod(0o755)
     code = f"""
         import os, subprocess, sys
-        sys.path.insert(0, {str(REPO / 'Testing')!r})
-        import slicer_harness
-        slicer_harness.install()
         sys.path.insert(0, {str(installed)!r})
+        from LabelRegLib import slicer_standalone
+        slicer_standalone.install()
         import LabelRegTraining
         assert LabelRegTraining.__file__.startswith({str(installed)!r}), LabelRegTraining.__file__
         logic = LabelRegTraining.LabelRegTrainingLogic()

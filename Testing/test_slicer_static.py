@@ -119,3 +119,11 @@ def test_bound_widgets_can_represent_their_parameter_type(name):
         assert base in CONNECTABLE[cls], f"{name}.ui: {cls} '{widget}' cannot bind {parameter}: {annotation}"
         if cls == "QComboBox":
             assert "Choice(" in annotation, f"{parameter} needs a Choice annotation for its QComboBox"
+
+
+def test_production_code_does_not_depend_on_the_test_folder():
+    """The Slicer modules, LabelRegLib and the batch script are installed without Testing/."""
+    for folder in ("LabelReg", "LabelRegTraining"):
+        for source in (REPO / folder).rglob("*.py"):
+            text = source.read_text()
+            assert '"Testing"' not in text and "slicer_harness" not in text, f"{source} uses the test folder"

@@ -10,13 +10,13 @@ import torch
 
 from LabelRegLib.phantom import make_phantom_pair, write_phantom_folder
 
-slicer_harness = pytest.importorskip("slicer_harness")
+slicer_standalone = pytest.importorskip("LabelRegLib.slicer_standalone")
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def modules():
-    slicer = slicer_harness.install()
+    slicer = slicer_standalone.install()
     import LabelReg
     import LabelRegTraining
 

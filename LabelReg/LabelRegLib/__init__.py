@@ -1,7 +1,7 @@
 """LabelRegLib: the LabelReg registration engine (pure Python + torch, no Qt, no Slicer).
 
 Weakly-supervised MR-to-TRUS registration after Hu et al., Medical Image
-Analysis 2018. Conventions (DESIGN.md section 4): arrays are indexed
+Analysis 2018. Conventions (docs/design.md, "Conventions"): arrays are indexed
 ``[k, j, i]``; geometry is a 4x4 IJK->RAS matrix in millimetres; displacements
 are RAS millimetres on the fixed grid and map a fixed point ``x`` to the moving
 point ``x + u(x)`` (a resampling transform).

@@ -212,6 +212,16 @@ def _add_evaluate_parser(commands):
     parser.set_defaults(func=run_evaluate)
 
 
+def _pictures(command: str, wanted: bool = True) -> bool:
+    """Whether to draw the per-case pictures: wanted and matplotlib installed (an optional dependency, ``labelreg[plots]``)."""
+    import importlib.util
+
+    if wanted and importlib.util.find_spec("matplotlib") is None:
+        print(f"labelreg {command}: warning: matplotlib is not installed (pip install matplotlib): no pictures, metrics only", file=sys.stderr)
+        return False
+    return wanted
+
+
 def run_evaluate(args) -> int:
     import json
 
@@ -223,7 +233,8 @@ def run_evaluate(args) -> int:
     if args.cases:
         wanted = set(args.cases.split(","))
         cases = [case for case in cases if case.name in wanted]
-    summary, _ = evaluate_cases(Registrar(args.model, args.device), cases, args.output, args.init, not args.no_pictures, passes=args.passes)
+    summary, _ = evaluate_cases(Registrar(args.model, args.device), cases, args.output, args.init, _pictures("evaluate", not args.no_pictures),
+                                passes=args.passes)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -249,7 +260,8 @@ def run_demo(args) -> int:
     for seed in DEMO_SEEDS:
         pair = make_phantom_pair(seed)
         cases.append(Case(pair.name, pair.moving_image, pair.fixed_image, pair.moving_labels, pair.fixed_labels))
-    summary, rows = evaluate_cases(registrar, cases, args.output, log=lambda *_: None, pictures=True)
+    pictures = _pictures("demo")
+    summary, rows = evaluate_cases(registrar, cases, args.output, log=lambda *_: None, pictures=pictures)
     print(f"{'case':<12}{'landmark':>9}{'Dice before':>13}{'Dice after':>12}{'TRE before mm':>15}{'TRE after mm':>14}")
     for row in rows:
         print(f"{row['case']:<12}{row['landmark']:>9}{row['dice_before']:>13.3f}{row['dice_after']:>12.3f}"
@@ -257,7 +269,7 @@ def run_demo(args) -> int:
     print(f"median gland Dice {summary['gland_dice_before_median']:.3f} -> {summary['gland_dice_median']:.3f}; "
           f"median landmark TRE {summary['tre_mm_before_median']:.2f} -> {summary['tre_mm_median']:.2f} mm; "
           f"registration {summary['runtime_s_median']:.2f} s per pair on {registrar.device}")
-    print(f"pictures and metrics.csv in {Path(args.output).resolve()}")
+    print(f"{'pictures and metrics.csv' if pictures else 'metrics.csv'} in {Path(args.output).resolve()}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics, named the same everywhere (DESIGN.md section 4).
+"""Evaluation metrics, named the same everywhere (docs/design.md, "Conventions").
 
 ``dice``: binary Dice at threshold 0.5; ``tre_mm``: distance in mm between
 label centroids in RAS (the two labels may live on different grids);

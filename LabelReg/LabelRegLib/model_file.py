@@ -1,6 +1,6 @@
 """The model file: network weights plus a JSON header, loadable without running code.
 
-Layout (one ``torch.save`` file, DESIGN.md section 4)::
+Layout (one ``torch.save`` file, docs/design.md, "Conventions")::
 
     {"format": "labelreg-model", "format_version": 1,
      "header": "<JSON text>", "state_dict": {name: tensor}}
@@ -27,12 +27,25 @@ from .io import atomic_output
 
 FORMAT = "labelreg-model"
 FORMAT_VERSION = 1
-MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
 DEFAULT_MODEL_NAME = "labelreg_localnet.pt"
 
 
+def _models_dir() -> Path:
+    """The bundled models and their recipes: ``Resources/Models`` beside this package in a checkout and in the
+    Slicer extension (the module's resources); in an installed wheel, the package data ``LabelRegLib/Models``."""
+    beside = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+    if beside.is_dir():
+        return beside
+    from importlib.resources import files
+
+    return Path(str(files("LabelRegLib") / "Models"))
+
+
+MODELS_DIR = _models_dir()
+
+
 def default_model_path() -> Path:
-    """The model bundled with the extension (``LabelReg/Resources/Models``)."""
+    """The model bundled with LabelReg (in :data:`MODELS_DIR`)."""
     return MODELS_DIR / DEFAULT_MODEL_NAME
 
 

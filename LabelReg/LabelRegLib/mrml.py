@@ -5,7 +5,7 @@
 - a RAS displacement field -> a ``vtkOrientedGridTransform`` set on a grid
   transform node with ``SetAndObserveTransformFromParent``: Slicer resamples a
   child node by asking, for each parent (fixed) point ``x``, for ``x + u(x)``,
-  which is exactly LabelReg's resampling-direction field (DESIGN.md section 4).
+  which is exactly LabelReg's resampling-direction field (docs/design.md, "Conventions").
 """
 
 from __future__ import annotations

@@ -42,8 +42,7 @@ class RegistrationNet(nn.Module):
     network_type = ""
     # The working-grid size (k, j, i) the network was trained at (model header ``training_input_shape_kji``);
     # smaller inputs are padded up to it. With instance normalisation the coarse levels depend on the input
-    # size: the bundled model, trained at 26 x 38 x 28, folded ~10 % of the voxels (along every border) of
-    # 23 x 28 x 25 phantom pairs run at their own size (padded to 32 x 32 x 32), none when padded to its size.
+    # size, and smaller inputs run at their own size folded along their borders (measured: the model card).
     min_input_shape: tuple | None = None
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:

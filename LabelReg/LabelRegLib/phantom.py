@@ -7,7 +7,7 @@ sees the same anatomy through a known smooth map ``phi`` (a rotation and
 offset plus a few Gaussian bumps, like probe pressure): the fixed-space point
 ``x`` shows the anatomy at the moving-space point ``phi(x)``. So the true
 displacement ``u(x) = phi(x) - x`` is exactly the resampling-direction field
-LabelReg estimates (DESIGN.md section 4).
+LabelReg estimates (docs/design.md, "Conventions").
 
 MR and US have different fields of view, spacings and appearance (MR: smooth
 contrast with mild Gaussian noise; US: speckle, bright gland boundary,

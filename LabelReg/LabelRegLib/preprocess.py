@@ -1,6 +1,6 @@
 """What the network sees: both images on the working grid, intensity-normalised.
 
-Used identically by training and registration (DESIGN.md section 3):
+Used identically by training and registration (docs/design.md, "Data flow"):
 the working grid is the fixed image's field of view and direction at the
 model's working spacing; the moving image (and its labels) is resampled onto
 it through the initial alignment; intensities are normalised per image.

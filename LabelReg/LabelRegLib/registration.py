@@ -1,6 +1,6 @@
 """Registering pairs with a trained model: load once, register many.
 
-The result is a complete moving <-> fixed mapping (DESIGN.md section 3): a RAS
+The result is a complete moving <-> fixed mapping (docs/design.md, "Data flow"): a RAS
 mm displacement ``u`` on the fixed image's own grid such that the fixed point
 ``x`` corresponds to the moving point ``x + u(x)``, the initial alignment
 included.
@@ -82,8 +82,7 @@ class Registrar:
         trained_at = self.network.min_input_shape  # from the header's training_input_shape_kji
         if trained_at and any(n > m for n, m in zip(pair.shape, trained_at)):
             # smaller grids are padded to the training size (networks.py); a larger one is outside what the model
-            # saw: the bundled model, given validation US volumes with 12 mm of empty border added on every
-            # side, fell from gland Dice 0.83-0.88 to 0.47-0.72 and folded 11-14 % of the voxels
+            # saw, and registers poorly (measured on the bundled model: its model card, Limits)
             messages.append(
                 f"{fixed.name or 'fixed volume'}: its field of view is {'x'.join(map(str, pair.shape))} voxels at the model's working "
                 f"spacing, larger than the {'x'.join(map(str, trained_at))} the model was trained at; the registration may be poor "

@@ -5,7 +5,7 @@ displacement field (DDF) ``[B, 3, K, J, I]`` whose three channels are the
 displacement along the **i, j, k** axes, in voxels of the grid it lives on (so
 ``ijk_to_ras[:3, :3] @ ddf`` is the RAS displacement in mm). A displacement
 ``u`` at voxel ``p`` says the image value for ``p`` is read at ``p + u(p)``
-in the image being resampled (resampling direction, DESIGN.md section 4).
+in the image being resampled (resampling direction, docs/design.md, "Conventions").
 
 Linear interpolation here is written with ``gather`` instead of
 ``torch.nn.functional.grid_sample``: grid_sample needs coordinates normalised

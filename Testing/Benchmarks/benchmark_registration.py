@@ -209,10 +209,9 @@ def example_pair(data):
 
 
 def live_table(model, data, frames: int, interval_s: float):
-    sys.path.insert(0, str(REPO / "Testing"))
-    import slicer_harness
+    from LabelRegLib import slicer_standalone
 
-    slicer = slicer_harness.install()
+    slicer = slicer_standalone.install()
     import LabelReg
     from LabelRegLib.mrml import update_volume_node
 

@@ -64,9 +64,9 @@ def main():
     parser.add_argument("--seed", type=int, default=1001)
     args = parser.parse_args()
 
-    import slicer_harness
+    from LabelRegLib import slicer_standalone
 
-    slicer = slicer_harness.install()
+    slicer = slicer_standalone.install()
     colors = slicer.vtkMRMLColorLogic()
     colors.SetMRMLScene(slicer.mrmlScene)
     colors.AddDefaultColorNodes()

@@ -12,7 +12,7 @@ In Slicer::
 optionally ``segmentation, output_segmentation, output_labelmap``.
 
 The same script runs under plain Python with the ``slicer-core`` wheel (from a
-LabelReg checkout): the Testing/slicer_harness.py entry points stand in for
+LabelReg checkout): ``LabelRegLib.slicer_standalone`` stands in for
 the Slicer application. Files are read and written by Slicer's own storage
 nodes; the registration is ``LabelRegLogic.register``, the method the Register
 button calls.
@@ -31,16 +31,15 @@ MODULE_DIR = HERE.parents[1]  # LabelReg/
 
 
 def _slicer():
-    """The slicer package, with the standalone harness when there is no Slicer application."""
+    """The slicer package, with LabelReg's stand-ins for the application when there is no Slicer application."""
     import slicer
 
-    if not hasattr(slicer, "app"):
-        sys.path.insert(0, str(MODULE_DIR.parent / "Testing"))
-        import slicer_harness
-
-        slicer_harness.install()
     if str(MODULE_DIR) not in sys.path:
         sys.path.insert(0, str(MODULE_DIR))
+    if not hasattr(slicer, "app"):
+        from LabelRegLib import slicer_standalone
+
+        slicer_standalone.install()
     return slicer
 
 

@@ -1,5 +1,7 @@
 """Run LabelReg's Slicer modules on Slicer's real MRML libraries outside the Slicer application.
 
+Used by the batch script under plain Python and by the test suite; never inside Slicer.
+
 The PyPI wheel ``slicer-core`` provides the real ``vtkMRMLScene``, MRML nodes,
 module logics (volumes, transforms, segmentations) and ``slicer.util``; it has
 no application, no Qt and no ``ScriptedLoadableModule``. :func:`install`
@@ -26,8 +28,9 @@ import types
 import typing
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-MODULE_DIRS = [REPO / "LabelReg", REPO / "LabelRegTraining"]
+# the module folders: side by side in an installed extension, LabelReg/ and LabelRegTraining/ in a checkout
+_LABELREG_DIR = Path(__file__).resolve().parents[1]
+MODULE_DIRS = [_LABELREG_DIR, *[d for d in (_LABELREG_DIR.parent / "LabelRegTraining",) if (d / "LabelRegTraining.py").is_file()]]
 
 
 class _App:
