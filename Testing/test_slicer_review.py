@@ -368,7 +368,7 @@ def test_the_training_command_runs_from_an_installed_layout(tmp_path):
 
 # ---------------------------------------------------------------- 10. the panel trains with the bundled model's recipe
 def test_the_panel_with_default_settings_trains_exactly_the_recipe(slicer, scene, modules, tmp_path):
-    from dataclasses import asdict
+    from dataclasses import asdict, fields
 
     from LabelRegLib.cli import build_parser, train_config
     from LabelRegLib.config import train_config_from_ini
@@ -384,6 +384,17 @@ def test_the_panel_with_default_settings_trains_exactly_the_recipe(slicer, scene
     assert differing <= data_and_output, {key: (recipe[key], from_panel[key]) for key in differing - data_and_output}
     assert from_panel["norm"] == "instance" and from_panel["working_spacing"] == 2.5  # not the tutorial's BatchNorm at full resolution
     assert from_panel["data_dir"] == p.dataFolder and from_panel["file_model_save"] == os.path.abspath(p.outputModel)
+    import typing
+
+    from LabelRegLib.config import TrainConfig
+
+    schema = {f.name: f.metadata for f in fields(TrainConfig)}
+    for parameter, key in LabelRegTraining.PANEL_SETTINGS.items():  # the panel offers what the schema allows
+        hint = LabelRegTraining.LabelRegTrainingParameterNode.allParameters[parameter]
+        extras = typing.get_args(hint)[1:] if typing.get_origin(hint) is typing.Annotated else ()
+        offered = [getattr(extra, "choices", None) for extra in extras if hasattr(extra, "choices")]
+        if offered and key != "device":
+            assert tuple(offered[0]) == schema[key]["choices"], parameter
     p.iterations, p.numChannels = 7, 8  # the panel's fields override the recipe
     overridden = asdict(train_config(build_parser().parse_args(["train", *logic.trainArguments(p, resume=False)])))
     assert (overridden["total_iterations"], overridden["num_channel_initial"], overridden["norm"]) == (7, 8, "instance")

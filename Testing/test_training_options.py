@@ -71,7 +71,7 @@ def test_with_both_translations_on_each_side_gets_its_own_shift(phantom_folder):
 
 
 def test_an_unknown_flip_axis_is_refused_by_name():
-    with pytest.raises(InputError, match="flip_axes.*'x'"):
+    with pytest.raises(InputError, match="flip_axes = 'jx': allowed: the letters i, j and k"):
         Trainer(TrainConfig(flip_axes="jx"))
 
 
@@ -115,7 +115,7 @@ def test_the_saved_model_is_the_equal_weight_mean_of_the_stochastic_weight_avera
         assert torch.allclose(weights[name], sum(s[name] for s in snapshots) / 3, rtol=1e-5, atol=1e-7), name
     training = read_model_payload(averaged)[0]["training"]
     assert (training["swa_start"], training["swa_every"], training["swa_snapshots"]) == (2, 2, 3)
-    with pytest.raises(InputError, match="swa_every.*positive"):
+    with pytest.raises(InputError, match="swa_every = 0: allowed: 1 to"):
         Trainer(TrainConfig(swa_start=10, swa_every=0))
 
 

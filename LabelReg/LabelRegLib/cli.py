@@ -19,7 +19,7 @@ DEMO_SEEDS = (1001, 1002, 1003)  # phantom seeds kept out of every training set
 
 # ---------------------------------------------------------------- train
 def _add_train_parser(commands):
-    from .config import TrainConfig
+    from .config import add_arguments
 
     parser = commands.add_parser(
         "train",
@@ -32,65 +32,15 @@ def _add_train_parser(commands):
     parser.add_argument("--progress-json", action="store_true", help="print one JSON object per line (step, losses, metrics, ETA)")
     parser.add_argument("--exit-with-parent", type=int, metavar="PID", help="stop (the last checkpoint kept) once process PID has ended "
                         "(the application that started this training)")
-    helps = {
-        "data_dir": "folder with moving_images/, fixed_images/, moving_labels/, fixed_labels/",
-        "dir_moving_image": "moving (MR) images folder (instead of data_dir)",
-        "dir_fixed_image": "fixed (US) images folder",
-        "dir_moving_label": "moving labels folder (3D/4D label files or .seg.nrrd)",
-        "dir_fixed_label": "fixed labels folder (same names, same landmarks in the same order)",
-        "network_type": "local, global or composite",
-        "num_channel_initial": "channels of the first layer (doubles at each level)",
-        "ddf_levels": "levels whose DDF outputs are summed, e.g. '[0, 1, 2, 3, 4]'",
-        "norm": "batch (the original), instance or none",
-        "similarity_type": "dice, jaccard, cross-entropy or mean-squared",
-        "similarity_scales": "Gaussian smoothing scales in voxels, e.g. '[0, 1, 2, 4, 8, 16]'",
-        "regulariser_type": "bending, gradient-l2 or gradient-l1",
-        "regulariser_weight": "weight of the regulariser",
-        "total_iterations": "training steps",
-        "minibatch_size": "image pairs per step (per process under torchrun)",
-        "learning_rate": "Adam learning rate",
-        "learning_rate_milestones": "steps after which the learning rate is multiplied by learning_rate_decay, e.g. '[6000]'",
-        "learning_rate_decay": "factor applied to the learning rate at each milestone",
-        "freq_info_print": "print progress every N steps",
-        "freq_model_save": "write the checkpoint every N steps",
-        "freq_validation": "validate every N steps",
-        "file_model_save": "final model file (default <output_dir>/model.pt)",
-        "model_float16": "store the final model's weights as float16 (true/false)",
-        "output_dir": "folder for checkpoint, metrics.csv, curves.png, config.ini",
-        "validation_fraction": "share of the pairs held out for validation",
-        "device": "auto, cpu, cuda or mps",
-        "initial_alignment": "centers or physical",
-        "working_spacing": "working voxel size in mm (0 = the fixed image's own grid)",
-        "corner_scale": "random affine augmentation strength (0 = off)",
-        "translation_mm": "random shift of the moving side, uniform in +-V mm per axis (0 = off)",
-        "fixed_translation_mm": "random shift of the fixed side within its field of view, uniform in +-V mm per axis (0 = off)",
-        "flip_axes": "working-grid axes mirrored at random, e.g. 'j' (the pair's left-right axis)",
-        "intensity_gamma": "random gamma augmentation: standard deviation of log(gamma) (0 = off)",
-        "initial_model": "model file to start from (fine-tuning, e.g. the bundled model on new data)",
-        "ema_decay": "keep an exponential moving average of the weights with this per-step decay (0 = off)",
-        "swa_start": "from this step on, average the network (the moving average if ema_decay is on) every swa_every steps with equal weights, and save that average (0 = off)",
-        "swa_every": "steps between two snapshots of the weight average of swa_start",
-        "segmentation_weight": "weight of an auxiliary gland segmentation task during training (0 = off)",
-        "label_sampling": "one (one landmark per pair and step, the original) or all",
-        "phantom_pairs": "synthetic phantom pairs added to the training share",
-        "seed": "random seed (split, sampling, augmentation, initial weights)",
-        "deterministic": "use deterministic algorithms only (true/false)",
-    }
-    for field in fields(TrainConfig):
-        parser.add_argument(f"--{field.name}", f"--{field.name.replace('_', '-')}", dest=field.name, default=None, metavar="V", help=helps.get(field.name, ""))
+    add_arguments(parser)
     parser.set_defaults(func=run_train)
 
 
 def train_config(args):
-    """The :class:`~LabelRegLib.config.TrainConfig` of parsed ``labelreg train`` arguments: CONFIG.ini, then the flags."""
-    from .config import TrainConfig, parse_value, train_config_from_ini
+    """The validated :class:`~LabelRegLib.config.TrainConfig` of parsed ``labelreg train`` arguments: CONFIG.ini, then the flags."""
+    from .config import TrainConfig, config_from
 
-    config = train_config_from_ini(args.config) if args.config else TrainConfig()
-    for field in fields(TrainConfig):
-        value = getattr(args, field.name)
-        if value is not None:
-            setattr(config, field.name, parse_value(value, getattr(config, field.name)))
-    return config
+    return config_from(args.config, {f.name: getattr(args, f.name) for f in fields(TrainConfig)})
 
 
 def run_train(args) -> int:

@@ -1,6 +1,13 @@
-"""Training and inference settings, readable from the original label-reg ``.ini`` files.
+"""Training settings: one schema for the ``.ini`` files, the ``labelreg train`` flags and the model header.
 
-The original tutorial's sections and keys keep their meaning::
+Every setting is a field of :class:`TrainConfig` whose metadata holds its
+``.ini`` section, its help text, its unit and what values it allows. Everything
+else is generated from that: the sections and keys :func:`train_config_from_ini`
+reads and :func:`write_ini` writes, the ``labelreg train`` flags and their
+``--help`` (:func:`add_arguments`), the checks of :meth:`TrainConfig.validate`,
+and the training record in the model header (:func:`training_record`).
+
+The original label-reg tutorial's ``config_demo.ini`` keeps its meaning::
 
     [Data]      dir_moving_image, dir_fixed_image, dir_moving_label, dir_fixed_label
     [Network]   network_type
@@ -10,74 +17,109 @@ The original tutorial's sections and keys keep their meaning::
     [Inference] file_model_saved, dir_moving_image, dir_fixed_image, dir_save,
                 dir_moving_label, dir_fixed_label
 
-LabelReg's own additions live in the same sections (see :class:`TrainConfig`
-for their meaning and defaults): ``data_dir``; ``num_channel_initial``,
-``ddf_levels``, ``norm``; ``validation_fraction``, ``freq_validation``,
-``learning_rate_milestones``, ``learning_rate_decay``, ``device``,
-``initial_alignment``, ``working_spacing``, ``seed``, ``corner_scale``,
-``translation_mm``, ``fixed_translation_mm``, ``flip_axes``,
-``intensity_gamma``, ``label_sampling``, ``phantom_pairs``, ``initial_model``,
-``ema_decay``, ``swa_start``, ``swa_every``, ``segmentation_weight``,
-``model_float16``, ``output_dir``, ``deterministic``.
-Every key is also a command-line flag of ``labelreg train`` (``--key``).
+LabelReg's own settings live in the same four sections.
 """
 
 from __future__ import annotations
 
 import ast
 import configparser
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+from .device import DEVICE_CHOICES
+from .errors import InputError
+
+# Allowed values, defined here once (the modules that implement them import these).
+NETWORK_TYPES = ("local", "global", "composite")
+NORMS = ("batch", "instance", "none")
+SIMILARITY_TYPES = ("dice", "jaccard", "cross-entropy", "mean-squared")
+REGULARISER_TYPES = ("bending", "gradient-l2", "gradient-l1")
+ALIGNMENT_MODES = ("centers", "physical")
+LABEL_SAMPLING = ("one", "all")
+FLIP_AXES = "ijk"
+SECTION_NAMES = ("Data", "Network", "Loss", "Train")
+INFERENCE_KEYS = ("file_model_saved", "dir_moving_image", "dir_fixed_image", "dir_save", "dir_moving_label", "dir_fixed_label")
+BOOLEAN_TEXT = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def setting(default, section: str, help: str, unit: str = "", choices: tuple = (), minimum: float | None = None,
+            maximum: float | None = None, record: bool = True):
+    """A :class:`TrainConfig` field: its default, ``.ini`` section, help text, unit and allowed values.
+
+    Args:
+        default: the value when neither the ``.ini`` file nor a flag sets it.
+        section: the ``.ini`` section (one of :data:`SECTION_NAMES`).
+        help: what the setting does, as ``labelreg train --help`` shows it.
+        unit: the unit of a number (``mm``, ``steps``, ``voxels``), shown in the help.
+        choices: the allowed values of a text setting (empty: any text).
+        minimum, maximum: the allowed range of a number (each end included).
+        record: whether the model header's training record keeps it (paths and output frequencies do not).
+    """
+    metadata = {"section": section, "help": help, "unit": unit, "choices": tuple(choices), "minimum": minimum, "maximum": maximum,
+                "record": record}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class TrainConfig:
     # [Data]: one folder with moving_images/ fixed_images/ moving_labels/ fixed_labels/, or the four folders
-    data_dir: str = ""
-    dir_moving_image: str = ""
-    dir_fixed_image: str = ""
-    dir_moving_label: str = ""
-    dir_fixed_label: str = ""
+    data_dir: str = setting("", "Data", "folder with moving_images/, fixed_images/, moving_labels/, fixed_labels/", record=False)
+    dir_moving_image: str = setting("", "Data", "moving (MR) images folder (instead of data_dir)", record=False)
+    dir_fixed_image: str = setting("", "Data", "fixed (US) images folder", record=False)
+    dir_moving_label: str = setting("", "Data", "moving labels folder (3D/4D label files or .seg.nrrd)", record=False)
+    dir_fixed_label: str = setting("", "Data", "fixed labels folder (same names, same landmarks in the same order)", record=False)
     # [Network]
-    network_type: str = "local"
-    num_channel_initial: int = 16
-    ddf_levels: list = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    norm: str = "batch"
+    network_type: str = setting("local", "Network", "the network", choices=NETWORK_TYPES)
+    num_channel_initial: int = setting(16, "Network", "channels of the first layer (doubles at each level)", minimum=1, maximum=256)
+    ddf_levels: list = setting([0, 1, 2, 3, 4], "Network", "levels whose DDF outputs are summed, e.g. '[0, 1, 2, 3, 4]'", minimum=0, maximum=4)
+    norm: str = setting("batch", "Network", "normalisation layers (batch: the original)", choices=NORMS)
     # [Loss]
-    similarity_type: str = "dice"
-    similarity_scales: list = field(default_factory=lambda: [0, 1, 2, 4, 8, 16])
-    regulariser_type: str = "bending"
-    regulariser_weight: float = 0.5
+    similarity_type: str = setting("dice", "Loss", "label similarity", choices=SIMILARITY_TYPES)
+    similarity_scales: list = setting([0, 1, 2, 4, 8, 16], "Loss", "Gaussian smoothing scales of the labels, e.g. '[0, 1, 2, 4, 8, 16]'",
+                                      unit="voxels", minimum=0, maximum=64)
+    regulariser_type: str = setting("bending", "Loss", "deformation regulariser", choices=REGULARISER_TYPES)
+    regulariser_weight: float = setting(0.5, "Loss", "weight of the regulariser", minimum=0.0, maximum=1e6)
     # [Train]
-    total_iterations: int = 1000
-    minibatch_size: int = 4
-    learning_rate: float = 1e-4
-    learning_rate_milestones: list = field(default_factory=list)  # steps after which the learning rate is multiplied by learning_rate_decay
-    learning_rate_decay: float = 0.1
-    freq_info_print: int = 10
-    freq_model_save: int = 100
-    freq_validation: int = 50
-    file_model_save: str = ""  # the final model file; default <output_dir>/model.pt
-    model_float16: bool = False  # store the final model's weights as float16 (half the file size; loaded as float32)
-    output_dir: str = "labelreg-run"
-    validation_fraction: float = 0.1
-    device: str = "auto"
-    initial_alignment: str = "centers"
-    working_spacing: float = 0.0  # mm; 0 = the fixed image's own grid
-    corner_scale: float = 0.1
-    translation_mm: float = 0.0  # random shift of the moving image and labels, uniform in +-translation_mm per axis
-    fixed_translation_mm: float = 0.0  # the same for the fixed image and labels (moved within their field of view)
-    flip_axes: str = ""  # working-grid axes ("i", "j", "k") along which a pair (both images, all labels) is mirrored with probability 1/2
-    intensity_gamma: float = 0.0  # each image's [0, 1] intensities raised to exp(N(0, intensity_gamma)); 0 = off
-    label_sampling: str = "one"  # "one": one landmark per pair (the original); "all": every landmark of the pair
-    phantom_pairs: int = 0  # synthetic phantom pairs added to the training share (never to validation)
-    initial_model: str = ""  # model file whose weights start the training (fine-tuning); same architecture
-    ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of the weights (per step)
-    swa_start: int = 0  # > 0: from this step on, validate and save the equal-weight average of the network every swa_every steps
-    swa_every: int = 250  # steps between two snapshots of the stochastic weight average
-    segmentation_weight: float = 0.0  # > 0: also learn to segment the gland in both images (a training-only task) with this weight
-    seed: int = 0
-    deterministic: bool = False
+    total_iterations: int = setting(1000, "Train", "training steps", unit="steps", minimum=1, maximum=10**8)
+    minibatch_size: int = setting(4, "Train", "image pairs per step (per process under torchrun)", minimum=1, maximum=1024)
+    learning_rate: float = setting(1e-4, "Train", "Adam learning rate (0: the weights stay as they start)", minimum=0.0, maximum=1.0)
+    learning_rate_milestones: list = setting([], "Train", "steps after which the learning rate is multiplied by learning_rate_decay, e.g. '[6000]'",
+                                             unit="steps", minimum=1, maximum=10**8)
+    learning_rate_decay: float = setting(0.1, "Train", "factor applied to the learning rate at each milestone", minimum=1e-6, maximum=1.0)
+    freq_info_print: int = setting(10, "Train", "print progress every N steps", unit="steps", minimum=1, maximum=10**8, record=False)
+    freq_model_save: int = setting(100, "Train", "write the checkpoint every N steps", unit="steps", minimum=1, maximum=10**8, record=False)
+    freq_validation: int = setting(50, "Train", "validate every N steps", unit="steps", minimum=1, maximum=10**8, record=False)
+    file_model_save: str = setting("", "Train", "final model file (default <output_dir>/model.pt)", record=False)
+    model_float16: bool = setting(False, "Train", "store the final model's weights as float16 (half the file; loaded as float32)")
+    output_dir: str = setting("labelreg-run", "Train", "folder for checkpoint, metrics.csv, curves.png, config.ini", record=False)
+    validation_fraction: float = setting(0.1, "Train", "share of the pairs held out for validation", minimum=0.0, maximum=0.9)
+    device: str = setting("auto", "Train", f"compute device: {', '.join(DEVICE_CHOICES)} or cuda:N", record=False)
+    initial_alignment: str = setting("centers", "Train", "alignment before the network", choices=ALIGNMENT_MODES)
+    working_spacing: float = setting(0.0, "Train", "working voxel size (0 = the fixed image's own grid)", unit="mm", minimum=0.0, maximum=50.0)
+    corner_scale: float = setting(0.1, "Train", "random affine augmentation strength (0 = off)", minimum=0.0, maximum=1.0)
+    translation_mm: float = setting(0.0, "Train", "random shift of the moving side, uniform in +-V per axis (0 = off)", unit="mm",
+                                    minimum=0.0, maximum=200.0)
+    fixed_translation_mm: float = setting(0.0, "Train", "random shift of the fixed side within its field of view, uniform in +-V per axis (0 = off)",
+                                          unit="mm", minimum=0.0, maximum=200.0)
+    flip_axes: str = setting("", "Train", "working-grid axes (letters i, j, k) along which a whole pair is mirrored with probability 1/2, "
+                                          "e.g. 'j' (the pair's left-right axis)")
+    intensity_gamma: float = setting(0.0, "Train", "random gamma: standard deviation of log(gamma) (0 = off)", minimum=0.0, maximum=5.0)
+    label_sampling: str = setting("one", "Train", "landmarks per pair and step: one (the original) or all", choices=LABEL_SAMPLING)
+    phantom_pairs: int = setting(0, "Train", "synthetic phantom pairs added to the training share (never to validation)", minimum=0, maximum=10000)
+    initial_model: str = setting("", "Train", "model file to start from (fine-tuning, e.g. the bundled model on new data)")
+    ema_decay: float = setting(0.0, "Train", "validate and save an exponential moving average of the weights with this per-step decay (0 = off)",
+                               minimum=0.0, maximum=0.999999)
+    swa_start: int = setting(0, "Train", "from this step on, average the network (the moving average if ema_decay is on) every swa_every "
+                                         "steps with equal weights, and save that average (0 = off)", unit="steps", minimum=0, maximum=10**8)
+    swa_every: int = setting(250, "Train", "steps between two snapshots of the weight average of swa_start", unit="steps", minimum=1, maximum=10**8)
+    segmentation_weight: float = setting(0.0, "Train", "weight of an auxiliary gland segmentation task during training (0 = off)",
+                                         minimum=0.0, maximum=1e6)
+    seed: int = setting(0, "Train", "random seed (split, sampling, augmentation, initial weights)", minimum=0, maximum=2**32 - 1)
+    deterministic: bool = setting(False, "Train", "use deterministic algorithms only", record=False)
 
     def model_path(self) -> Path:
         return Path(self.file_model_save).expanduser() if self.file_model_save else Path(self.output_dir).expanduser() / "model.pt"
@@ -85,89 +127,156 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def validate(self, source: str = "the training settings") -> TrainConfig:
+        """Check every value against its setting; raises :class:`InputError` naming ``source`` (a file or the
+        command line), the key, the value and what is allowed. Returns itself."""
+        for f in fields(self):
+            problem = _problem(getattr(self, f.name), f)
+            if problem:
+                raise InputError(source, f"{f.name} = {getattr(self, f.name)!r}: {problem}")
+        return self
 
-SECTIONS = {
-    "Data": ["data_dir", "dir_moving_image", "dir_fixed_image", "dir_moving_label", "dir_fixed_label"],
-    "Network": ["network_type", "num_channel_initial", "ddf_levels", "norm"],
-    "Loss": ["similarity_type", "similarity_scales", "regulariser_type", "regulariser_weight"],
-}
-SECTIONS["Train"] = [f.name for f in fields(TrainConfig) if not any(f.name in keys for keys in SECTIONS.values())]
 
-INFERENCE_KEYS = ("file_model_saved", "dir_moving_image", "dir_fixed_image", "dir_save", "dir_moving_label", "dir_fixed_label")
+def _problem(value, f) -> str:
+    """What is wrong with ``value`` for the field ``f`` ("" when nothing)."""
+    meta, kind = f.metadata, f.type
+    low, high = meta["minimum"], meta["maximum"]
+    numbers = value if kind == "list" else [value]
+    if kind == "bool":
+        return "" if isinstance(value, bool) else "must be true or false"
+    if kind == "list" and not (isinstance(value, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in value)):
+        return "must be a list of whole numbers, e.g. [0, 1, 2]"
+    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        return "must be a whole number"
+    if kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+        return "must be a finite number"
+    if kind == "str" and not isinstance(value, str):
+        return "must be text"
+    if meta["choices"] and value not in meta["choices"]:
+        return f"allowed: {', '.join(meta['choices'])}"
+    if f.name == "device" and value.split(":")[0] not in DEVICE_CHOICES:
+        return f"allowed: {', '.join(DEVICE_CHOICES)} or cuda:N"
+    if f.name == "flip_axes" and set(value) - set(FLIP_AXES):
+        return "allowed: the letters i, j and k"
+    if low is not None and any(n < low or n > high for n in numbers):
+        return f"allowed: {low:g} to {high:g}" + (f" {meta['unit']}" if meta["unit"] else "")
+    return ""
 
 
-def parse_value(text: str, like):
-    """Convert an ini string to the type of ``like`` (lists as ``[0, 1, 2]``, booleans as true/false)."""
-    text = text.strip()
-    if isinstance(like, bool):
-        return text.lower() in ("1", "true", "yes", "on")
-    if isinstance(like, int):
-        return int(float(text))
-    if isinstance(like, float):
-        return float(text)
-    if isinstance(like, list):
-        value = ast.literal_eval(text)
-        return list(value) if isinstance(value, (list, tuple)) else [value]
+def sections() -> dict:
+    """``.ini`` section -> its keys, in the order of :class:`TrainConfig`."""
+    return {name: [f.name for f in fields(TrainConfig) if f.metadata["section"] == name] for name in SECTION_NAMES}
+
+
+def parse_value(text: str, f, source: str = "the command line"):
+    """Convert ``.ini`` or flag text to the type of the field ``f`` (lists as ``[0, 1, 2]``, booleans as true/false)."""
+    text, kind = text.strip(), f.type
+    try:
+        if kind == "bool":
+            return BOOLEAN_TEXT[text.lower()]
+        if kind == "int":
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if kind == "float":
+            return float(text)
+        if kind == "list":
+            value = ast.literal_eval(text) if text else []
+            return list(value) if isinstance(value, (list, tuple)) else [value]
+    except (KeyError, ValueError, SyntaxError, TypeError):
+        allowed = {"bool": "true or false", "int": "a whole number", "float": "a number", "list": "a list such as [0, 1, 2]"}[kind]
+        raise InputError(source, f"{f.name} = {text!r}: cannot be read; allowed: {allowed}") from None
     return text
 
 
-def read_ini(path: str | Path) -> configparser.ConfigParser:
-    from .errors import InputError
+def add_arguments(parser) -> None:
+    """One ``--key`` flag per setting, with its help, unit and allowed values (``labelreg train``)."""
+    for f in fields(TrainConfig):
+        meta, extra = f.metadata, []
+        if meta["choices"]:
+            extra.append(", ".join(meta["choices"]))
+        if meta["unit"]:
+            extra.append(meta["unit"])
+        extra.append(f"default {_ini_text(f.default_factory() if callable(f.default_factory) else f.default)!s}")
+        parser.add_argument(f"--{f.name}", f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar="V",
+                            help=f"[{meta['section']}] {meta['help']} ({'; '.join(extra)})")
 
+
+def config_from(ini: str | Path | None = None, flags: dict | None = None) -> TrainConfig:
+    """The settings of an ``.ini`` file (or the defaults), then the flags given (name -> text); validated.
+    The file is checked on reading, so a problem found after the flags is the flags'."""
+    config = train_config_from_ini(ini) if ini else TrainConfig()
+    by_name = {f.name: f for f in fields(TrainConfig)}
+    for name, text in (flags or {}).items():
+        if text is not None:
+            setattr(config, name, parse_value(text, by_name[name]))
+    return config.validate("the command line")
+
+
+def read_ini(path: str | Path) -> configparser.ConfigParser:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "configuration file not found")
     parser = configparser.ConfigParser(inline_comment_prefixes=("#", ";"))
     try:
         parser.read(path)
-    except configparser.Error as error:
-        raise InputError(path, f"is not a valid .ini file ({error})") from error
+    except (configparser.Error, UnicodeDecodeError) as error:
+        raise InputError(path, f"is not a valid .ini file ({str(error).splitlines()[0]})") from error
     return parser
 
 
 def train_config_from_ini(path: str | Path) -> TrainConfig:
-    """A :class:`TrainConfig` from an ini file (unknown keys are an error, naming the key)."""
-    from .errors import InputError
-
+    """A validated :class:`TrainConfig` from an ``.ini`` file: an unknown section or key, or a bad value, is an
+    error naming the file, the key, the value and what is allowed."""
     parser = read_ini(path)
     config = TrainConfig()
-    known = {f.name for f in fields(TrainConfig)}
+    by_name = {f.name: f for f in fields(TrainConfig)}
     for section in parser.sections():
         if section == "Inference":
             continue
+        if section not in SECTION_NAMES:
+            raise InputError(path, f"unknown section [{section}]; allowed: {', '.join(f'[{s}]' for s in (*SECTION_NAMES, 'Inference'))}")
         for key, text in parser.items(section):
-            if key not in known:
+            if key not in by_name:
                 raise InputError(path, f"unknown key '{key}' in section [{section}]")
-            try:
-                setattr(config, key, parse_value(text, getattr(config, key)))
-            except (ValueError, SyntaxError) as error:
-                raise InputError(path, f"[{section}] {key}: cannot read '{text}' ({error})") from error
-    return config
+            setattr(config, key, parse_value(text, by_name[key], str(path)))
+    return config.validate(str(path))
 
 
 def inference_settings_from_ini(path: str | Path) -> dict:
-    """The ``[Inference]`` section as a dict (paths expanded), with the Network keys it needs."""
-    from .errors import InputError
-
+    """The ``[Inference]`` section as a dict (paths expanded), with the ``[Train]`` keys it needs."""
     parser = read_ini(path)
     if not parser.has_section("Inference"):
         raise InputError(path, "has no [Inference] section")
-    settings = {key: str(Path(value).expanduser()) for key, value in parser.items("Inference") if key in INFERENCE_KEYS}
-    if parser.has_option("Train", "device"):
-        settings["device"] = parser.get("Train", "device")
-    if parser.has_option("Train", "initial_alignment"):
-        settings["initial_alignment"] = parser.get("Train", "initial_alignment")
+    unknown = [key for key in parser.options("Inference") if key not in INFERENCE_KEYS]
+    if unknown:
+        raise InputError(path, f"unknown key '{unknown[0]}' in section [Inference]; allowed: {', '.join(INFERENCE_KEYS)}")
+    settings = {key: str(Path(value).expanduser()) for key, value in parser.items("Inference")}
+    for key in ("device", "initial_alignment"):
+        if parser.has_option("Train", key):
+            settings[key] = parser.get("Train", key)
     return settings
 
 
+def _ini_text(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def write_ini(config: TrainConfig, path: str | Path) -> None:
-    """Write the resolved configuration in the same sections (readable by :func:`train_config_from_ini`)."""
+    """Write the resolved configuration in its sections (readable by :func:`train_config_from_ini`)."""
     from .io import atomic_output
 
     parser = configparser.ConfigParser()
     values = config.to_dict()
-    for section, keys in SECTIONS.items():
-        parser[section] = {key: str(values[key]) for key in keys}
+    for section, keys in sections().items():
+        parser[section] = {key: _ini_text(values[key]) for key in keys}
     with atomic_output(path) as temporary:
         with open(temporary, "w") as handle:
             parser.write(handle)
+
+
+def training_record(config: TrainConfig) -> dict:
+    """The settings a model header's training record keeps (everything that shapes the model; not paths,
+    output frequencies or the device)."""
+    return {f.name: getattr(config, f.name) for f in fields(TrainConfig) if f.metadata["record"]}

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .config import REGULARISER_TYPES, SIMILARITY_TYPES  # the allowed values are defined with the settings
 
-SIMILARITY_TYPES = ("dice", "jaccard", "cross-entropy", "mean-squared")
-REGULARISER_TYPES = ("bending", "gradient-l2", "gradient-l1")
 DEFAULT_SCALES = (0, 1, 2, 4, 8, 16)
 EPS = 1e-6
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .config import NETWORK_TYPES  # the allowed values are defined with the settings
 from .layers import ConvNorm, DDFSummand, DownResBlock, UpResBlock
 from .spatial import resize, voxel_grid, warp
 
-NETWORK_TYPES = ("local", "global", "composite")
 DEPTH = 4  # number of 2x down-samplings
 PAD_MULTIPLE = 2**DEPTH
 

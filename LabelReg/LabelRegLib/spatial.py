@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import ALIGNMENT_MODES  # the allowed values are defined with the settings
 from .volume import Volume
 
 
@@ -132,7 +133,6 @@ def resample_volume(
 
 
 # ---------------------------------------------------------------- initial alignment
-ALIGNMENT_MODES = ("centers", "physical")
 
 
 def initial_alignment(moving: Volume, fixed: Volume, mode: str = "centers") -> np.ndarray:

@@ -43,10 +43,10 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import __version__
-from .config import TrainConfig, write_ini
+from .config import TrainConfig, training_record, write_ini
 from .data import Case, load_data_folder
 from .device import select_device
-from .errors import InputError, ModelFileError
+from .errors import ModelFileError
 from .io import atomic_output
 from .losses import multi_scale_loss, regulariser
 from .metrics import dice, tre_mm
@@ -113,7 +113,7 @@ class Trainer:
     """Train a registration network from a :class:`TrainConfig`; ``run()`` returns the model file path."""
 
     def __init__(self, config: TrainConfig, progress_json: bool = False, cases: list[Case] | None = None, stream=None):
-        self.config = config
+        self.config = config.validate()
         self.progress_json = progress_json
         self.stream = stream or sys.stdout
         self.output_dir = Path(config.output_dir).expanduser()
@@ -123,11 +123,6 @@ class Trainer:
         self.dist = Distributed(self.device)
         if config.deterministic:
             torch.use_deterministic_algorithms(True)
-        unknown_axes = set(config.flip_axes) - set(FLIP_DIMS)
-        if unknown_axes:
-            raise InputError("flip_axes", f"'{config.flip_axes}' has unknown axis {sorted(unknown_axes)}; use the letters i, j and k")
-        if config.swa_every < 1:
-            raise InputError("swa_every", f"must be a positive number of steps, not {config.swa_every}")
         self._cases = cases
         self.ema = None
         self.swa = None
@@ -438,38 +433,16 @@ class Trainer:
             "intensity_normalisation": DEFAULT_NORMALISATION,
             "initial_alignment": c.initial_alignment,
             "training": {
+                **training_record(c),  # every setting that shapes the model (config.py's schema)
                 "data": c.data_dir or c.dir_moving_image,
                 "n_train_pairs": len(self.train_idx),
-                "phantom_pairs": c.phantom_pairs,
                 "n_validation_pairs": len(self.val_idx),
                 "validation_cases": [self.cases[i].name for i in self.val_idx],
                 "steps": step,
                 "wall_time_s": round(elapsed, 1),
-                "minibatch_size": c.minibatch_size,
-                "learning_rate": c.learning_rate,
-                "learning_rate_milestones": c.learning_rate_milestones,
-                "learning_rate_decay": c.learning_rate_decay,
-                "loss": {
-                    "similarity_type": c.similarity_type,
-                    "similarity_scales": c.similarity_scales,
-                    "regulariser_type": c.regulariser_type,
-                    "regulariser_weight": c.regulariser_weight,
-                },
-                "label_sampling": c.label_sampling,
-                "corner_scale": c.corner_scale,
-                "translation_mm": c.translation_mm,
-                "fixed_translation_mm": c.fixed_translation_mm,
-                "flip_axes": c.flip_axes,
-                "intensity_gamma": c.intensity_gamma,
-                "initial_model": c.initial_model,
                 # how the starting model was trained (and, nested, its own starting model): the full recipe
                 "initial_model_training": self.initial_model_header.get("training"),
-                "ema_decay": c.ema_decay,
-                "swa_start": c.swa_start,
-                "swa_every": c.swa_every,
                 "swa_snapshots": int(self.swa.n_averaged) if self.swa is not None else 0,
-                "segmentation_weight": c.segmentation_weight,
-                "seed": c.seed,
                 "device": str(self.device),
             },
             "validation": validation,
