@@ -210,7 +210,12 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
             if not self.logic.ensureDependencies(askUser=True):
                 return
-            self.ui.dataSummaryLabel.text = self.logic.start(self._parameterNode, resume=resume)
+            overwrite = not resume and self.logic.holdsTraining(self._parameterNode.outputModel)
+            if overwrite and not slicer.util.confirmOkCancelDisplay(
+                    _("{model} (or its training folder) exists. Replace it with a new training? Resume continues it instead.").format(
+                        model=self._parameterNode.outputModel)):
+                return
+            self.ui.dataSummaryLabel.text = self.logic.start(self._parameterNode, resume=resume, overwrite=overwrite)
             slicer.modules.plots.logic().ShowChartInLayout(self.logic.plotChartNode(self._parameterNode.progressTable))
             self._timer.start()
             self._updateGUI()
@@ -312,13 +317,17 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
     def canResume(self, outputModel: str) -> bool:
         return bool(outputModel) and os.path.isfile(os.path.join(self.outputDirectory(outputModel), "checkpoint.pt"))
 
+    def holdsTraining(self, outputModel: str) -> bool:
+        """Whether a new training there would replace a model or a checkpoint."""
+        return bool(outputModel) and (os.path.exists(outputModel) or self.canResume(outputModel))
+
     @classmethod
     def recipePath(cls) -> str:
         from LabelRegLib.model_file import MODELS_DIR
 
         return str(MODELS_DIR / cls.RECIPE)
 
-    def trainArguments(self, p, resume: bool) -> list:
+    def trainArguments(self, p, resume: bool, overwrite: bool = False) -> list:
         """The ``labelreg train`` arguments for the parameter node: the bundled model's recipe, then the data,
         the output and the panel's settings as overrides (with default settings: the recipe unchanged)."""
         from LabelRegLib.config import train_config_from_ini
@@ -339,19 +348,20 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
             args += [f"--{key}", repr(float(value)) if isinstance(value, float) else str(value)]
         if p.initialModel:  # fine-tuning: the model's own architecture, working spacing and alignment override the panel's
             args += ["--initial_model", os.path.abspath(p.initialModel), *model_settings_flags(peek_model_header(p.initialModel))]
-        return args + (["--resume"] if resume else [])
+        return args + (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
 
-    def command(self, p, resume: bool) -> list:
+    def command(self, p, resume: bool, overwrite: bool = False) -> list:
         """The whole command line: Slicer's Python running ``labelreg train`` from this extension's LabelRegLib."""
         from LabelRegLib.training_process import train_command
 
         python = shutil.which("PythonSlicer") or sys.executable
-        return train_command(python, self.trainArguments(p, resume), parent_pid=os.getpid())
+        return train_command(python, self.trainArguments(p, resume, overwrite), parent_pid=os.getpid())
 
-    def start(self, parameterNode, resume: bool = False) -> str:
+    def start(self, parameterNode, resume: bool = False, overwrite: bool = False) -> str:
         """Check the data, then start (or resume) training in a background process; returns the data summary at once.
 
-        Raises ``ValueError`` listing every problem before anything starts."""
+        Raises ``ValueError`` listing every problem before anything starts; a new training over an existing model
+        or checkpoint only with ``overwrite``."""
         p = parameterNode
         if self.isRunning:
             raise RuntimeError(_("A training is already running; stop it first."))
@@ -359,6 +369,8 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
             raise ValueError(_("Choose the output model file."))
         if resume and not self.canResume(p.outputModel):
             raise ValueError(_("There is no checkpoint to resume in {folder}").format(folder=self.outputDirectory(p.outputModel)))
+        if not resume and not overwrite and self.holdsTraining(p.outputModel):
+            raise ValueError(_("{model} or its training folder exists: Resume continues it; to start again, confirm replacing it.").format(model=p.outputModel))
         summary, problems = self.summariseData(p)
         if problems:
             raise ValueError(_("Fix the data first:") + "\n" + "\n".join(problems))
@@ -371,7 +383,7 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
                 column = vtk.vtkDoubleArray()
                 column.SetName(name)
                 p.progressTable.AddColumn(column)
-        pid = self.training.start(self.command(p, resume))
+        pid = self.training.start(self.command(p, resume, overwrite))
         p.status = _("Training started (process {pid})").format(pid=pid)
         return summary
 

@@ -6,8 +6,9 @@ Run ``labelreg <command> --help`` for every option.
 from __future__ import annotations
 
 import argparse
-import csv
+import signal
 import sys
+import threading
 import warnings
 from dataclasses import fields
 from pathlib import Path
@@ -28,7 +29,8 @@ def _add_train_parser(commands):
         "plus LabelReg's own), then from the flags below, which override the file.",
     )
     parser.add_argument("config", nargs="?", help="label-reg style .ini file ([Data], [Network], [Loss], [Train])")
-    parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoint.pt (same settings)")
+    parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoint.pt (same settings; total_iterations may change)")
+    parser.add_argument("--overwrite", action="store_true", help="start again in an output folder that holds a training (its files are replaced)")
     parser.add_argument("--progress-json", action="store_true", help="print one JSON object per line (step, losses, metrics, ETA)")
     parser.add_argument("--exit-with-parent", type=int, metavar="PID", help="stop (the last checkpoint kept) once process PID has ended "
                         "(the application that started this training)")
@@ -53,7 +55,7 @@ def run_train(args) -> int:
         from .training_process import watch_parent
 
         watch_parent(args.exit_with_parent)
-    model = Trainer(config, progress_json=args.progress_json).run(resume=args.resume)
+    model = Trainer(config, progress_json=args.progress_json, overwrite=args.overwrite).run(resume=args.resume)
     if not args.progress_json:
         print(f"model written to {model}")
     return 0
@@ -80,28 +82,50 @@ def _add_register_parser(commands):
         parser.add_argument("--moving-label", help="moving label / landmark file to warp (3D, 4D or .seg.nrrd)")
         parser.add_argument("--warped-label", help="output of the warped labels on the fixed grid")
         parser.add_argument("--pairs", help="CSV with columns moving, fixed, output_transform[, warped_image, moving_label, warped_label]")
+        parser.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
         parser.set_defaults(func=run_register)
 
 
-def _register_one(registrar, moving_path, fixed_path, alignment, output_transform=None, warped_image=None, moving_label=None, warped_label=None):
+OUTPUT_OPTIONS = {"output_transform": "--output-transform", "warped_image": "--warped-image", "warped_label": "--warped-label"}
+INPUT_OPTIONS = {"moving": "--moving", "fixed": "--fixed", "moving_label": "--moving-label"}
+
+
+def _check_register_jobs(jobs: list[dict], model: str | None, overwrite: bool, rows: bool) -> None:
+    """Every job's outputs checked against every input, every other output and the disk, before any work."""
+    from .outputs import TRANSFORM_OUTPUT_SUFFIXES, check_outputs
+    from .io import VOLUME_SUFFIXES
+
+    def name(n, key, options):
+        return f"row {n} {key}" if rows else options[key]
+
+    outputs, inputs, suffixes = {}, {"--model": model}, {}
+    for n, job in jobs:
+        if not any(job.get(key) for key in OUTPUT_OPTIONS):
+            raise LabelRegError(f"{name(n, 'moving', INPUT_OPTIONS)} {job['moving']}: nothing to write; give --output-transform, --warped-image or --warped-label")
+        if bool(job.get("moving_label")) != bool(job.get("warped_label")):
+            raise LabelRegError(f"{'row ' + str(n) + ': ' if rows else ''}--moving-label and --warped-label go together")
+        inputs.update({name(n, key, INPUT_OPTIONS): job.get(key) for key in INPUT_OPTIONS})
+        for key in OUTPUT_OPTIONS:
+            outputs[name(n, key, OUTPUT_OPTIONS)] = job.get(key)
+            suffixes[name(n, key, OUTPUT_OPTIONS)] = TRANSFORM_OUTPUT_SUFFIXES if key == "output_transform" else VOLUME_SUFFIXES
+    check_outputs(outputs, inputs, overwrite, suffixes)
+
+
+def _register_one(registrar, job: dict, alignment):
     from .io import read_labels, read_volume, write_volume
     from .transform_io import write_displacement
 
-    if not any([output_transform, warped_image, warped_label]):
-        raise LabelRegError(f"{moving_path}: nothing to write; give --output-transform, --warped-image or --warped-label")
-    if bool(moving_label) != bool(warped_label):
-        raise LabelRegError("--moving-label and --warped-label go together")
-    moving, fixed = read_volume(moving_path), read_volume(fixed_path)
-    labels = read_labels(moving_label) if moving_label else []
+    moving, fixed = read_volume(job["moving"]), read_volume(job["fixed"])
+    labels = read_labels(job["moving_label"]) if job.get("moving_label") else []
     result = registrar.register(moving, fixed, alignment)
-    if output_transform:
-        write_displacement(result.displacement, output_transform)
-    if warped_image:
-        write_volume(result.warp(moving), warped_image)
-    if warped_label:
+    if job.get("output_transform"):
+        write_displacement(result.displacement, job["output_transform"])
+    if job.get("warped_image"):
+        write_volume(result.warp(moving), job["warped_image"])
+    if job.get("warped_label"):
         warped = [result.warp(label) for label in labels]
-        write_volume(warped if len(warped) > 1 else warped[0], warped_label)
-    print(f"{Path(moving_path).name} -> {Path(fixed_path).name}: {result.runtime_s:.2f} s on {result.device}")
+        write_volume(warped if len(warped) > 1 else warped[0], job["warped_label"])
+    print(f"{Path(job['moving']).name} -> {Path(job['fixed']).name}: {result.runtime_s:.2f} s on {result.device}")
     return result
 
 
@@ -110,19 +134,32 @@ def run_register(args) -> int:
 
     if args.config:
         return _register_from_ini(args)
-    registrar = Registrar(args.model, args.device)
     if args.pairs:
-        with open(args.pairs, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        if not rows or not {"moving", "fixed"} <= set(rows[0]):
-            raise LabelRegError(f"{args.pairs}: expected a CSV header with at least the columns moving, fixed, output_transform")
-        for row in rows:
-            _register_one(registrar, row["moving"], row["fixed"], args.init, row.get("output_transform"), row.get("warped_image"), row.get("moving_label"), row.get("warped_label"))
-        return 0
-    if not (args.moving and args.fixed):
+        from .pairs_csv import read_pairs
+
+        jobs = read_pairs(args.pairs)
+    elif args.moving and args.fixed:
+        jobs = [(1, {key: getattr(args, key) for key in (*INPUT_OPTIONS, *OUTPUT_OPTIONS)})]
+    else:
         raise LabelRegError("give --moving and --fixed (or --pairs CSV, or CONFIG.ini)")
-    _register_one(registrar, args.moving, args.fixed, args.init, args.output_transform, args.warped_image, args.moving_label, args.warped_label)
-    return 0
+    _check_register_jobs(jobs, args.model, args.overwrite, rows=bool(args.pairs))
+    return _register_jobs(Registrar(args.model, args.device), jobs, args.init, source=args.pairs)
+
+
+def _register_jobs(registrar, jobs: list[tuple[int, dict]], alignment, source: str | None = None) -> int:
+    """Register every job; with several, a failed one is reported and the others go on (exit 1 at the end)."""
+    failures = []
+    for n, job in jobs:
+        try:
+            _register_one(registrar, job, alignment)
+        except LabelRegError as error:
+            if len(jobs) == 1:
+                raise
+            failures.append(f"{source + ': row ' + str(n) if source else job['moving']}: {error}")
+            print(f"labelreg register: error: {failures[-1]}", file=sys.stderr)
+    if failures:
+        print(f"labelreg register: {len(failures)} of {len(jobs)} pairs failed", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def _register_from_ini(args) -> int:
@@ -137,15 +174,14 @@ def _register_from_ini(args) -> int:
     cases, problems = scan_case_files(folders, need_labels=has_labels)
     if problems:
         raise DataError(args.config, problems)
-    registrar = Registrar(args.model or settings.get("file_model_saved"), args.device if args.device != "auto" else settings.get("device", "auto"))
     out = Path(settings.get("dir_save", "."))
-    for case in cases:
-        _register_one(
-            registrar, case.moving_image, case.fixed_image, args.init or settings.get("initial_alignment"),
-            out / f"{case.name}_ddf.nii.gz", out / f"{case.name}_warped_image.nii.gz",
-            case.moving_label if has_labels else None, out / f"{case.name}_warped_label.nii.gz" if has_labels else None,
-        )
-    return 0
+    jobs = [(n, {"moving": case.moving_image, "fixed": case.fixed_image, "moving_label": case.moving_label if has_labels else None,
+                 "output_transform": out / f"{case.name}_ddf.nii.gz", "warped_image": out / f"{case.name}_warped_image.nii.gz",
+                 "warped_label": out / f"{case.name}_warped_label.nii.gz" if has_labels else None}) for n, case in enumerate(cases, 1)]
+    model = args.model or settings.get("file_model_saved")
+    _check_register_jobs(jobs, model, args.overwrite, rows=True)
+    registrar = Registrar(model, args.device if args.device != "auto" else settings.get("device", "auto"))
+    return _register_jobs(registrar, jobs, args.init or settings.get("initial_alignment"), source=args.config)
 
 
 # ---------------------------------------------------------------- evaluate
@@ -252,8 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM ends the command as Ctrl-C does: temporary files removed, one line said
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     # the engine's warnings (e.g. a US larger than the model's training volumes) in the style of the errors below
     show = warnings.showwarning
     warnings.showwarning = lambda message, *_rest, **_kw: print(f"labelreg {args.command}: warning: {message}", file=sys.stderr)
@@ -267,6 +309,8 @@ def main(argv=None) -> int:
         return 130
     finally:
         warnings.showwarning = show
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

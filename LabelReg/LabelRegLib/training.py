@@ -52,6 +52,7 @@ from .losses import multi_scale_loss, regulariser
 from .metrics import dice, tre_mm
 from .model_file import model_settings_flags, read_model_payload, save_model
 from .networks import build_network
+from .outputs import RunFolder
 from .preprocess import DEFAULT_NORMALISATION, WorkingPair, prepare_pair
 from .segmentation_head import GlandSegmentationHead, segmentation_loss
 from .spatial import affine_warp, folding_fraction, random_affine, warp
@@ -112,8 +113,9 @@ class Distributed:
 class Trainer:
     """Train a registration network from a :class:`TrainConfig`; ``run()`` returns the model file path."""
 
-    def __init__(self, config: TrainConfig, progress_json: bool = False, cases: list[Case] | None = None, stream=None):
+    def __init__(self, config: TrainConfig, progress_json: bool = False, cases: list[Case] | None = None, stream=None, overwrite: bool = False):
         self.config = config.validate()
+        self.overwrite = overwrite  # start again over a run folder that holds a training
         self.progress_json = progress_json
         self.stream = stream or sys.stdout
         self.output_dir = Path(config.output_dir).expanduser()
@@ -452,6 +454,15 @@ class Trainer:
 
     # ------------------------------------------------------------ main loop
     def run(self, resume: bool = False) -> Path:
+        """Train (or, with ``resume``, continue the run folder's training); returns the model file. The run folder
+        is checked and held for this training alone first (:class:`~LabelRegLib.outputs.RunFolder`)."""
+        c = self.config
+        if not self.dist.is_main:
+            return self._run(resume)
+        with RunFolder(self.output_dir, c.model_path(), resume, self.overwrite, c, {"--initial_model": c.initial_model or None}):
+            return self._run(resume)
+
+    def _run(self, resume: bool) -> Path:
         c = self.config
         torch.manual_seed(c.seed)
         self._load_data()
@@ -474,7 +485,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(c.seed)
         self.order, self.seen_cases = [], []
         step, elapsed = 0, 0.0
-        if resume and self._checkpoint_path().exists():
+        if resume:
             step, elapsed = self._load_checkpoint(generator)
         if self.dist.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)

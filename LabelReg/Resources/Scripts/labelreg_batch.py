@@ -21,7 +21,6 @@ button calls.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from pathlib import Path
@@ -91,6 +90,38 @@ def register_case(logic, slicer, case: dict, options: dict) -> None:
     slicer.mrmlScene.Clear(0)
 
 
+OUTPUTS = {"output_transform": ("--output-transform", (".h5", ".hdf5", ".tfm", ".nii.gz", ".nii", ".nrrd", ".mha")),
+           "output_segmentation": ("--output-segmentation", (".seg.nrrd",)),
+           "output_labelmap": ("--output-labelmap", (".nrrd", ".nii.gz", ".nii", ".mha", ".mhd", ".nhdr"))}
+INPUTS = {"moving": "--moving", "fixed": "--fixed", "segmentation": "--segmentation"}
+
+
+def _cases(args, parser) -> list:
+    """The cases to register, every output checked against every input, every other output and the disk first."""
+    from LabelRegLib.outputs import check_outputs
+    from LabelRegLib.pairs_csv import read_pairs
+
+    if args.cases:
+        rows = read_pairs(args.cases)
+    elif args.moving and args.fixed:
+        rows = [(0, {"moving": args.moving, "fixed": args.fixed, "output_transform": args.output_transform, "segmentation": args.segmentation,
+                     "output_segmentation": args.output_segmentation, "output_labelmap": args.output_labelmap})]
+    else:
+        parser.error("give --moving and --fixed, or --cases")
+
+    def name(n, option, key):
+        return f"{args.cases}: row {n} {key}" if args.cases else option
+
+    outputs, inputs, suffixes = {}, {"--model": args.model}, {}
+    for n, case in rows:
+        inputs.update({name(n, option, key): case.get(key) for key, option in INPUTS.items()})
+        for key, (option, allowed) in OUTPUTS.items():
+            outputs[name(n, option, key)] = case.get(key)
+            suffixes[name(n, option, key)] = allowed
+    check_outputs(outputs, inputs, args.overwrite, suffixes)
+    return [case for _n, case in rows]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="labelreg_batch.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--moving")
@@ -103,19 +134,18 @@ def main(argv=None) -> int:
     parser.add_argument("--model")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--init", choices=["centers", "physical"])
+    parser.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
     args = parser.parse_args(argv)
 
     slicer = _slicer()
     import LabelReg
+    from LabelRegLib.errors import LabelRegError
 
-    if args.cases:
-        with open(args.cases, newline="") as handle:
-            cases = list(csv.DictReader(handle))
-    elif args.moving and args.fixed:
-        cases = [{"moving": args.moving, "fixed": args.fixed, "output_transform": args.output_transform, "segmentation": args.segmentation,
-                  "output_segmentation": args.output_segmentation, "output_labelmap": args.output_labelmap}]
-    else:
-        parser.error("give --moving and --fixed, or --cases")
+    try:
+        cases = _cases(args, parser)
+    except LabelRegError as error:
+        print(f"labelreg_batch.py: error: {error}", file=sys.stderr, flush=True)
+        return 2
     logic = LabelReg.LabelRegLogic()
     options = {"modelPath": args.model, "device": args.device, "initialAlignment": args.init}
     failures = 0

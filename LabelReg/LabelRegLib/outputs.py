@@ -1,0 +1,159 @@
+"""Output paths checked before any work: nothing the user had is replaced by accident.
+
+Every command (and the batch script) names its inputs and outputs by the
+option that gave them and calls :func:`check_outputs` first. An output is
+refused when it is one of the inputs, when two outputs are the same file,
+when it exists and the user did not ask to replace it (``--overwrite``), when
+it cannot be written (read-only, a folder, under a file, in a read-only
+folder), or when its file type is not one LabelReg writes for it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .errors import InputError
+from .io import VOLUME_SUFFIXES, file_suffix
+
+MODEL_SUFFIXES = (".pt",)
+TRANSFORM_OUTPUT_SUFFIXES = (".h5", ".hdf5", ".tfm", *VOLUME_SUFFIXES)  # ITK transforms, or a displacement-field image
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _read_only(path: Path) -> bool:
+    """No write permission for the user, by the mode bits too (root may write anything; LabelReg still won't)."""
+    return not os.access(path, os.W_OK) or not path.stat().st_mode & stat.S_IWUSR
+
+
+def _writable_problem(path: Path) -> str:
+    """Why ``path`` cannot be written as a file ("" when it can)."""
+    if path.is_dir():
+        return "is a folder, not a file"
+    if path.exists() and _read_only(path):
+        return "is read-only"
+    parent = path.parent
+    while not parent.exists():  # the first folder that exists must be a writable folder
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be written: {parent} is a file, not a folder"
+    if _read_only(parent):
+        return f"cannot be written: the folder {parent} is read-only"
+    return ""
+
+
+def check_outputs(outputs: dict, inputs: dict | None = None, overwrite: bool = False, suffixes: dict | None = None) -> None:
+    """Raise :class:`InputError` naming the option and the file of the first output that must not be written.
+
+    Args:
+        outputs: option name (e.g. ``--warped-image``) -> output path, or None when not asked for.
+        inputs: option name -> input path (or None); no output may be one of them.
+        overwrite: whether existing outputs may be replaced (``--overwrite``).
+        suffixes: option name -> the file types allowed for that output.
+    """
+    given_inputs = {name: Path(path) for name, path in (inputs or {}).items() if path}
+    seen: dict[str, Path] = {}
+    for name, value in outputs.items():
+        if not value:
+            continue
+        path = Path(value).expanduser()
+        allowed = (suffixes or {}).get(name)
+        if allowed and file_suffix(path) not in allowed:
+            raise InputError(f"{name} {path}", f"unsupported file type '{file_suffix(path)}'; use {', '.join(allowed)}")
+        for input_name, input_path in given_inputs.items():
+            if _same_file(path, input_path):
+                raise InputError(f"{name} {path}", f"is also the {input_name} input; it would be destroyed: choose another file")
+        for other_name, other in seen.items():
+            if _same_file(path, other):
+                raise InputError(f"{name} {path}", f"is also the {other_name} output: choose two files")
+        problem = _writable_problem(path)
+        if problem:
+            raise InputError(f"{name} {path}", problem)
+        if path.exists() and not overwrite:
+            raise InputError(f"{name} {path}", "exists; pass --overwrite to replace it")
+        seen[name] = path
+
+
+def check_output_folder(name: str, folder: str | Path) -> Path:
+    """A folder LabelReg writes its own files into (``--output``): it may exist, but must be a writable folder."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{name} {folder}", "is a file, not a folder")
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"{name} {folder}", f"cannot be created: {probe} is a file, not a folder")
+    if _read_only(probe):
+        raise InputError(f"{name} {folder}", f"cannot be written: {probe} is read-only")
+    return folder
+
+
+LOCK_NAME = ".labelreg-train.lock"
+
+
+class RunFolder:
+    """A training's output folder, claimed for one training at a time (a lock file holding the process id).
+
+    Args:
+        folder: the run folder (checkpoint, metrics, config.ini).
+        model_path: the final model file it will write.
+        resume: continuing the folder's training (its checkpoint must exist, its settings must match).
+        overwrite: starting again over a folder that holds a training.
+        config: the training settings, compared with the folder's ``config.ini`` when resuming.
+        inputs: option name -> input path that the model must not replace (the initial model).
+    """
+
+    def __init__(self, folder, model_path, resume: bool, overwrite: bool, config, inputs: dict | None = None):
+        self.folder = Path(folder).expanduser()
+        self.lock = self.folder / LOCK_NAME
+        check_output_folder("--output_dir", self.folder)
+        check_outputs({"--file_model_save": model_path}, inputs, overwrite=True, suffixes={"--file_model_save": MODEL_SUFFIXES})
+        checkpoint, model = self.folder / "checkpoint.pt", Path(model_path).expanduser()
+        if resume:
+            if not checkpoint.is_file():
+                raise InputError(f"--output_dir {self.folder}", "has no checkpoint.pt to resume; start without --resume")
+            self._check_same_settings(config)
+        elif (checkpoint.exists() or model.exists()) and not overwrite:
+            held = checkpoint if checkpoint.exists() else model
+            raise InputError(f"--output_dir {self.folder}", f"holds a training already ({held.name}); --resume continues it, --overwrite starts again")
+
+    def _check_same_settings(self, config) -> None:
+        """Resuming with other settings would silently change the result: refuse, naming them."""
+        from .config import train_config_from_ini, training_record
+
+        written = self.folder / "config.ini"
+        if not written.is_file():
+            return
+        before, now = training_record(train_config_from_ini(written)), training_record(config)
+        changed = [key for key in now if key != "total_iterations" and before.get(key) != now[key]]
+        if changed:
+            listed = ", ".join(f"{key} {before.get(key)!r} -> {now[key]!r}" for key in changed)
+            raise InputError(f"--output_dir {self.folder}", f"was trained with other settings ({listed}); resume with the same ones "
+                                                           "(only total_iterations may change), or start a new run")
+
+    def __enter__(self) -> RunFolder:
+        from .training_process import process_alive
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                handle = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                break
+            except FileExistsError:
+                text = self.lock.read_text().strip() if self.lock.is_file() else ""
+                if text.isdigit() and process_alive(int(text)) and int(text) != os.getpid():
+                    raise InputError(f"--output_dir {self.folder}", f"another training (process {text}) is writing to it") from None
+                self.lock.unlink(missing_ok=True)  # left by a training that ended without cleaning up
+        with os.fdopen(handle, "w") as lock:
+            lock.write(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.unlink(missing_ok=True)
