@@ -12,7 +12,7 @@ import torch
 
 from helpers import TINY_NETWORK, labelreg_command, subprocess_env, train_tiny_model
 from LabelRegLib.model_file import read_model_payload
-from LabelRegLib.training import split_cases
+from LabelRegLib.training_data import split_cases
 
 pytestmark = pytest.mark.slow
 

@@ -9,22 +9,20 @@ from helpers import tiny_trainer, train_tiny_model
 from LabelRegLib.config import TrainConfig
 from LabelRegLib.errors import InputError, ModelFileError
 from LabelRegLib.model_file import read_model_payload
-from LabelRegLib.training import Trainer
+from LabelRegLib.training import Trainer, learning_rate
 
 
 def _loaded_trainer(data_dir, **settings) -> Trainer:
-    trainer = Trainer(TrainConfig(data_dir=str(data_dir), num_channel_initial=4, **settings))
-    trainer._load_data()
-    return trainer
+    return Trainer(TrainConfig(data_dir=str(data_dir), num_channel_initial=4, **settings))
 
 
 def test_a_mirrored_pair_mirrors_both_images_and_every_label_together(phantom_folder):
     trainer = _loaded_trainer(phantom_folder, corner_scale=0.0)
-    case = trainer.train_idx[0]
-    landmarks = list(range(len(trainer.pairs[case].moving_labels)))
+    case = trainer.data.train_idx[0]
+    landmarks = list(range(len(trainer.data.pairs[case].moving_labels)))
     plain = {"thetas": None, "flip_dims": [], "gammas": None}
-    moving, fixed = trainer._augmented_sample(case, landmarks, plain)
-    flipped_moving, flipped_fixed = trainer._augmented_sample(case, landmarks, {**plain, "flip_dims": [3]})
+    moving, fixed = trainer.data.sample(case, landmarks, plain)
+    flipped_moving, flipped_fixed = trainer.data.sample(case, landmarks, {**plain, "flip_dims": [3]})
     assert torch.equal(flipped_moving, moving.flip(3)) and torch.equal(flipped_fixed, fixed.flip(3))
     # the same correspondence: each label keeps its overlap with its partner after mirroring
     for n in range(1, moving.shape[1]):
@@ -33,10 +31,10 @@ def test_a_mirrored_pair_mirrors_both_images_and_every_label_together(phantom_fo
 
 def test_gamma_changes_image_contrast_but_not_labels_or_range(phantom_folder):
     trainer = _loaded_trainer(phantom_folder, corner_scale=0.0)
-    case = trainer.train_idx[0]
+    case = trainer.data.train_idx[0]
     plain = {"thetas": None, "flip_dims": [], "gammas": None}
-    moving, fixed = trainer._augmented_sample(case, [0], plain)
-    gamma_moving, gamma_fixed = trainer._augmented_sample(case, [0], {**plain, "gammas": (0.5, 2.0)})
+    moving, fixed = trainer.data.sample(case, [0], plain)
+    gamma_moving, gamma_fixed = trainer.data.sample(case, [0], {**plain, "gammas": (0.5, 2.0)})
     assert torch.equal(gamma_moving[:, 1:], moving[:, 1:]) and torch.equal(gamma_fixed[:, 1:], fixed[:, 1:])
     assert torch.allclose(gamma_moving[:, 0], moving[:, 0] ** 0.5) and torch.allclose(gamma_fixed[:, 0], fixed[:, 0] ** 2.0)
     assert 0 <= float(gamma_moving[:, 0].min()) and float(gamma_moving[:, 0].max()) <= 1
@@ -44,7 +42,7 @@ def test_gamma_changes_image_contrast_but_not_labels_or_range(phantom_folder):
 
 def test_augmentation_draws_only_what_is_switched_on(phantom_folder):
     trainer = _loaded_trainer(phantom_folder, corner_scale=0.0, flip_axes="ij")
-    drawn = trainer._augmentation([trainer.train_idx[0]] * 64, torch.Generator().manual_seed(0))
+    drawn = trainer.augmentation.draw([trainer.data.train_idx[0]] * 64, trainer.data, torch.Generator().manual_seed(0))
     assert all(a["thetas"] is None and a["gammas"] is None for a in drawn)
     assert {tuple(a["flip_dims"]) for a in drawn} == {(), (4,), (3,), (4, 3)}  # i -> dim 4, j -> dim 3, each half the time
 
@@ -52,20 +50,20 @@ def test_augmentation_draws_only_what_is_switched_on(phantom_folder):
 @pytest.mark.parametrize("option, side", [("translation_mm", 0), ("fixed_translation_mm", 1)])
 def test_a_translation_shifts_only_its_side_within_the_range_in_mm(phantom_folder, option, side):
     trainer = _loaded_trainer(phantom_folder, corner_scale=0.0, **{option: 5.0})
-    case = trainer.train_idx[0]
-    drawn = trainer._augmentation([case] * 64, torch.Generator().manual_seed(0))
+    case = trainer.data.train_idx[0]
+    drawn = trainer.augmentation.draw([case] * 64, trainer.data, torch.Generator().manual_seed(0))
     identity = torch.eye(3, 4)
     assert all(torch.equal(a["thetas"][1 - side], identity) and torch.equal(a["thetas"][side][:, :3], identity[:, :3]) for a in drawn)
-    shifts_mm = torch.stack([a["thetas"][side][:, 3] for a in drawn]).double() * trainer._normalised_unit_mm(case)
+    shifts_mm = torch.stack([a["thetas"][side][:, 3] for a in drawn]).double() * trainer.data.normalised_unit_mm(case)
     assert float(shifts_mm.abs().max()) <= 5.0 and float(shifts_mm.abs().max()) > 4.0
     # one normalised unit is half the training grid's extent: the phantom grid's spacing times (size - 1) / 2
-    spacing = float(np.linalg.norm(trainer.pairs[case].ijk_to_ras[:3, 0]))
-    assert float(trainer._normalised_unit_mm(case)[0]) == pytest.approx(spacing * (trainer.train_shape[2] - 1) / 2)
+    spacing = float(np.linalg.norm(trainer.data.pairs[case].ijk_to_ras[:3, 0]))
+    assert float(trainer.data.normalised_unit_mm(case)[0]) == pytest.approx(spacing * (trainer.data.train_shape[2] - 1) / 2)
 
 
 def test_with_both_translations_on_each_side_gets_its_own_shift(phantom_folder):
     trainer = _loaded_trainer(phantom_folder, corner_scale=0.0, translation_mm=5.0, fixed_translation_mm=5.0)
-    drawn = trainer._augmentation([trainer.train_idx[0]] * 8, torch.Generator().manual_seed(0))
+    drawn = trainer.augmentation.draw([trainer.data.train_idx[0]] * 8, trainer.data, torch.Generator().manual_seed(0))
     moving_shifts, fixed_shifts = (torch.stack([a["thetas"][side][:, 3] for a in drawn]) for side in (0, 1))
     assert bool((moving_shifts != 0).all()) and bool((fixed_shifts != 0).all()) and not torch.equal(moving_shifts, fixed_shifts)
 
@@ -120,8 +118,8 @@ def test_the_saved_model_is_the_equal_weight_mean_of_the_stochastic_weight_avera
 
 
 def test_the_learning_rate_drops_by_the_decay_after_each_milestone_and_the_optimizer_uses_it(phantom_folder, tmp_path):
-    schedule = Trainer(TrainConfig(learning_rate=1e-3, learning_rate_milestones=[2, 5], learning_rate_decay=0.5))
-    assert [schedule.learning_rate(step) for step in range(7)] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
+    schedule = TrainConfig(learning_rate=1e-3, learning_rate_milestones=[2, 5], learning_rate_decay=0.5)
+    assert [learning_rate(schedule, step) for step in range(7)] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
 
     trainer = tiny_trainer(phantom_folder, tmp_path, steps=3, minibatch_size=1, learning_rate=1e-3, learning_rate_milestones=[2], learning_rate_decay=0.5)
     header = read_model_payload(trainer.run())[0]

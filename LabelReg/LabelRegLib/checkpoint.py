@@ -1,0 +1,41 @@
+"""Training checkpoints: everything a training needs to continue exactly where it stopped.
+
+One ``torch.save`` file, ``<output_dir>/checkpoint.pt``, written atomically (a
+killed process leaves the previous checkpoint intact), read only with
+``weights_only=True``: the network, the optimiser, the weight averages, the
+segmentation head, the random generator, the epoch order, the elapsed time and
+the curves so far, and the architecture (a resume with another one is refused).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .errors import ModelFileError
+from .io import atomic_output
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = "labelreg-checkpoint"
+
+
+def write_checkpoint(path: Path, architecture: dict, state: dict) -> None:
+    """Write ``state`` (tensors, plain containers; ``history`` as a list of dicts) atomically."""
+    payload = {"format": CHECKPOINT_FORMAT, **state, "history": json.dumps(state["history"]), "architecture": json.dumps(architecture)}
+    with atomic_output(path) as temporary:
+        torch.save(payload, temporary)
+
+
+def read_checkpoint(path: Path, architecture: dict) -> dict:
+    """The state saved by :func:`write_checkpoint`, checked to be a LabelReg checkpoint of ``architecture``."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ModelFileError(path, f"is not a LabelReg training checkpoint and must not be trusted ({str(error).splitlines()[0]})") from error
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ModelFileError(path, "is not a LabelReg training checkpoint")
+    if json.loads(state["architecture"]) != architecture:
+        raise ModelFileError(path, f"was trained with another architecture {state['architecture']}; resume needs the same network settings")
+    return {**state, "history": json.loads(state["history"])}
