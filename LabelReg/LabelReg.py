@@ -30,7 +30,9 @@ from slicer.util import VTKObservationMixin
 
 SEGMENTATION_MODES = ["transform", "harden"]
 TORCH_REQUIREMENT = (2, 1)  # weights-only model loading and channels_last_3d; what pyproject.toml asks for
-MOVING_PARENT_REFERENCE = "labelRegMovingParent"  # output transform -> the MR's own parent transform (remapped on scene import)
+MOVING_PARENT_REFERENCE = (
+    "labelRegMovingParent"  # output transform -> the MR's own parent transform (remapped on scene import)
+)
 
 
 #
@@ -147,7 +149,9 @@ class LabelRegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _updateButtons(self, caller=None, event=None) -> None:
         ready = bool(self._parameterNode and self._parameterNode.movingVolume and self._parameterNode.fixedVolume)
         self.ui.registerButton.enabled = ready
-        self.ui.registerButton.toolTip = _("Register the MR to the US") if ready else _("Select the moving MR and the fixed US volumes")
+        self.ui.registerButton.toolTip = (
+            _("Register the MR to the US") if ready else _("Select the moving MR and the fixed US volumes")
+        )
         self.ui.deviceInfoLabel.text = self.logic.modelCatalogue().device_summary()
 
     def _showStatus(self, text: str) -> None:
@@ -175,10 +179,14 @@ class LabelRegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onBrowseModel(self) -> None:
         import qt
 
-        path = qt.QFileDialog.getOpenFileName(self.parent, _("Choose a LabelReg model file"), "", _("LabelReg model (*.pt)"))
+        path = qt.QFileDialog.getOpenFileName(
+            self.parent, _("Choose a LabelReg model file"), "", _("LabelReg model (*.pt)")
+        )
         if path:
             with slicer.util.tryWithErrorDisplay(_("This file is not a usable LabelReg model."), waitCursor=True):
-                self.logic.modelCatalogue().summary(path)  # rejects a file that is not a LabelReg model before it is offered
+                self.logic.modelCatalogue().summary(
+                    path
+                )  # rejects a file that is not a LabelReg model before it is offered
                 self._parameterNode.modelPath = path
                 self.logic.modelCatalogue().add(path)
 
@@ -198,8 +206,16 @@ class LabelRegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _startLive(self) -> None:
         p = self._parameterNode
-        self.logic.startLiveUpdate(p.movingVolume, p.fixedVolume, p.outputTransform, onUpdate=self._showStatus,
-                                   modelPath=p.modelPath or None, device=p.device, initialAlignment=p.initialAlignment, applyToMoving=p.applyToMoving)
+        self.logic.startLiveUpdate(
+            p.movingVolume,
+            p.fixedVolume,
+            p.outputTransform,
+            onUpdate=self._showStatus,
+            modelPath=p.modelPath or None,
+            device=p.device,
+            initialAlignment=p.initialAlignment,
+            applyToMoving=p.applyToMoving,
+        )
 
     def onRegisterButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Registration failed."), waitCursor=True):
@@ -207,9 +223,17 @@ class LabelRegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             p = self._parameterNode
             p.outputTransform = self.logic.register(
-                p.movingVolume, p.fixedVolume, p.outputTransform, modelPath=p.modelPath or None, device=p.device,
-                initialAlignment=p.initialAlignment, applyToMoving=p.applyToMoving, segmentationNode=p.segmentation,
-                segmentationMode=p.segmentationMode, createLabelmap=p.createLabelmap)
+                p.movingVolume,
+                p.fixedVolume,
+                p.outputTransform,
+                modelPath=p.modelPath or None,
+                device=p.device,
+                initialAlignment=p.initialAlignment,
+                applyToMoving=p.applyToMoving,
+                segmentationNode=p.segmentation,
+                segmentationMode=p.segmentationMode,
+                createLabelmap=p.createLabelmap,
+            )
             self._showStatus(self.logic.lastStatus)
             self._updateButtons()  # the device list is known now
             if p.autoUpdate:
@@ -261,23 +285,44 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         version = "0"
         if "torch" not in missing:
             version = importlib.metadata.version("torch")
-        tooOld = "torch" not in missing and tuple(int(part) for part in version.split("+")[0].split(".")[:2]) < TORCH_REQUIREMENT
+        tooOld = (
+            "torch" not in missing
+            and tuple(int(part) for part in version.split("+")[0].split(".")[:2]) < TORCH_REQUIREMENT
+        )
         requirement = ">=" + ".".join(map(str, TORCH_REQUIREMENT))
         if "torch" in missing or tooOld:
             try:
                 import PyTorchUtils  # the PyTorch extension, a declared dependency of this extension
             except ImportError:
-                raise RuntimeError(_("LabelReg needs the PyTorch extension. Install it in the Extensions Manager "
-                                     "(search for 'PyTorch'), restart Slicer, then try again.")) from None
-            question = (_("LabelReg needs PyTorch {requirement}, which is not installed yet.") if not tooOld else
-                        _("LabelReg needs PyTorch {requirement}; version {version} is installed.")).format(requirement=requirement, version=version)
-            if askUser and not slicer.util.confirmOkCancelDisplay(question + " " + _("Install it now? (this can take several minutes)")):
+                raise RuntimeError(
+                    _(
+                        "LabelReg needs the PyTorch extension. Install it in the Extensions Manager "
+                        "(search for 'PyTorch'), restart Slicer, then try again."
+                    )
+                ) from None
+            question = (
+                _("LabelReg needs PyTorch {requirement}, which is not installed yet.")
+                if not tooOld
+                else _("LabelReg needs PyTorch {requirement}; version {version} is installed.")
+            ).format(requirement=requirement, version=version)
+            if askUser and not slicer.util.confirmOkCancelDisplay(
+                question + " " + _("Install it now? (this can take several minutes)")
+            ):
                 return False
-            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=requirement) is None:
+            if (
+                PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                    askConfirmation=False, torchVersionRequirement=requirement
+                )
+                is None
+            ):
                 raise RuntimeError(_("PyTorch could not be installed; see the PyTorch extension's messages."))
         if "nibabel" in missing:
-            if askUser and not slicer.util.confirmOkCancelDisplay(_("LabelReg reads NIfTI files with the Python package nibabel, "
-                                                                     "which is not installed yet. Install it now?")):
+            if askUser and not slicer.util.confirmOkCancelDisplay(
+                _(
+                    "LabelReg reads NIfTI files with the Python package nibabel, "
+                    "which is not installed yet. Install it now?"
+                )
+            ):
                 return False
             slicer.util.pip_install("nibabel")
         return True
@@ -332,10 +377,26 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         fixed = self._fixedInput(fixedVolumeNode)
         sameFrame = {frameID} | ({outputTransformNode.GetID()} if outputTransformNode else set())
         if segmentationNode is not None and segmentationNode.GetTransformNodeID() not in sameFrame:
-            raise InputError(segmentationNode.GetName(), "is not in the moving volume's frame: give it the same parent transform as the MR (or none), then register again")
-        result = self.modelCatalogue().registrar(modelPath, device).register(moving, fixed, initialAlignment, warn=False)
-        return self._apply(result, started, movingVolumeNode, fixedVolumeNode, outputTransformNode, frameToWorld, frameID,
-                           applyToMoving, segmentationNode, segmentationMode, createLabelmap)
+            raise InputError(
+                segmentationNode.GetName(),
+                "is not in the moving volume's frame: give it the same parent transform as the MR (or none), then register again",
+            )
+        result = (
+            self.modelCatalogue().registrar(modelPath, device).register(moving, fixed, initialAlignment, warn=False)
+        )
+        return self._apply(
+            result,
+            started,
+            movingVolumeNode,
+            fixedVolumeNode,
+            outputTransformNode,
+            frameToWorld,
+            frameID,
+            applyToMoving,
+            segmentationNode,
+            segmentationMode,
+            createLabelmap,
+        )
 
     @staticmethod
     def _fixedInput(fixedVolumeNode):
@@ -361,8 +422,20 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         frameToWorld = transform_to_world(parent, _("moving volume '{name}'").format(name=movingVolumeNode.GetName()))
         return volume_from_node(movingVolumeNode, _("moving volume"), frameToWorld), frameToWorld, parentID
 
-    def _apply(self, result, started, movingVolumeNode, fixedVolumeNode, outputTransformNode, frameToWorld, frameID,
-               applyToMoving=True, segmentationNode=None, segmentationMode="transform", createLabelmap=False):
+    def _apply(
+        self,
+        result,
+        started,
+        movingVolumeNode,
+        fixedVolumeNode,
+        outputTransformNode,
+        frameToWorld,
+        frameID,
+        applyToMoving=True,
+        segmentationNode=None,
+        segmentationMode="transform",
+        createLabelmap=False,
+    ):
         """Put a registration result into MRML (main thread): the transform, the MR under it, the carried
         segmentation and labelmap. On any error the scene is as it was."""
         import numpy as np
@@ -372,10 +445,14 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         # the transform maps world to the MR's own RAS: its parent transform (if any) is folded in
         displacement = displacement_to_local(result.displacement, np.linalg.inv(frameToWorld))
         nodesBefore = node_ids(slicer.mrmlScene)
-        originalParents = [(node, node.GetTransformNodeID()) for node in (movingVolumeNode, segmentationNode) if node is not None]
+        originalParents = [
+            (node, node.GetTransformNodeID()) for node in (movingVolumeNode, segmentationNode) if node is not None
+        ]
         try:
             if outputTransformNode is None:
-                outputTransformNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLGridTransformNode", f"{movingVolumeNode.GetName()} to {fixedVolumeNode.GetName()}")
+                outputTransformNode = slicer.mrmlScene.AddNewNodeByClass(
+                    "vtkMRMLGridTransformNode", f"{movingVolumeNode.GetName()} to {fixedVolumeNode.GetName()}"
+                )
                 outputTransformNode.CreateDefaultDisplayNodes()
             outputTransformNode.SetAndObserveTransformNodeID(None)
             outputTransformNode.SetNodeReferenceID(MOVING_PARENT_REFERENCE, frameID)
@@ -384,7 +461,9 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
                 movingVolumeNode.SetAndObserveTransformNodeID(outputTransformNode.GetID())
             self.lastLabelmapNode = self.lastCarriedSegmentationNode = None
             if segmentationNode is not None:
-                self.lastCarriedSegmentationNode = self._carrySegmentation(segmentationNode, outputTransformNode, segmentationMode)
+                self.lastCarriedSegmentationNode = self._carrySegmentation(
+                    segmentationNode, outputTransformNode, segmentationMode
+                )
                 if createLabelmap:
                     self.lastLabelmapNode = self._exportLabelmap(segmentationNode, fixedVolumeNode, displacement)
         except Exception:
@@ -397,10 +476,14 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         self.lastWarnings = list(result.warnings)
         for message in self.lastWarnings:
             logging.warning(message)
-        self.lastStatus = "\n".join([
-            _("Registered in {seconds:.2f} s on {device} (network {network:.2f} s)").format(seconds=self.lastRuntime, device=result.device, network=result.runtime_s),
-            *(_("Warning: {message}").format(message=message) for message in self.lastWarnings),
-        ])
+        self.lastStatus = "\n".join(
+            [
+                _("Registered in {seconds:.2f} s on {device} (network {network:.2f} s)").format(
+                    seconds=self.lastRuntime, device=result.device, network=result.runtime_s
+                ),
+                *(_("Warning: {message}").format(message=message) for message in self.lastWarnings),
+            ]
+        )
         logging.info(self.lastStatus)
         return outputTransformNode
 
@@ -435,18 +518,28 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
 
         scratch = node_ids(slicer.mrmlScene)
         try:  # the export adds a labelmap, and a display node and a color table for it: all removed below
-            inMrFrame = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__LabelReg_labelmap_in_MR_frame__")
+            inMrFrame = slicer.mrmlScene.AddNewNodeByClass(
+                "vtkMRMLLabelMapVolumeNode", "__LabelReg_labelmap_in_MR_frame__"
+            )
             segmentIds = vtk.vtkStringArray()
             segmentationNode.GetSegmentation().GetSegmentIDs(segmentIds)
-            if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentationNode, segmentIds, inMrFrame):
+            if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segmentationNode, segmentIds, inMrFrame
+            ):
                 raise RuntimeError(f"Exporting the segments of '{segmentationNode.GetName()}' to a labelmap failed")
-            labels = volume_from_node(inMrFrame, "exported labelmap", to_world=np.eye(4)).padded(1)  # in the MR's own RAS; empty outside
+            labels = volume_from_node(inMrFrame, "exported labelmap", to_world=np.eye(4)).padded(
+                1
+            )  # in the MR's own RAS; empty outside
         finally:
             remove_nodes_added_since(slicer.mrmlScene, scratch)
         fixed = volume_from_node(fixedVolumeNode, "fixed volume")
-        onUs = resample_volume(labels, fixed.shape, fixed.ijk_to_ras, displacement_ras=displacementLocal.array, interpolation="nearest")
+        onUs = resample_volume(
+            labels, fixed.shape, fixed.ijk_to_ras, displacement_ras=displacementLocal.array, interpolation="nearest"
+        )
 
-        labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{segmentationNode.GetName()} labelmap on US")
+        labelmap = slicer.mrmlScene.AddNewNodeByClass(
+            "vtkMRMLLabelMapVolumeNode", f"{segmentationNode.GetName()} labelmap on US"
+        )
         labelmap.CreateDefaultDisplayNodes()
         localMatrix = vtk.vtkMatrix4x4()
         fixedVolumeNode.GetIJKToRASMatrix(localMatrix)
@@ -456,8 +549,18 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         return labelmap
 
     # ---------------------------------------------------------------- live ultrasound
-    def startLiveUpdate(self, movingVolumeNode, fixedVolumeNode, outputTransformNode, onUpdate=None, modelPath: str | None = None,
-                        device: str = "auto", initialAlignment: str | None = None, applyToMoving: bool = True, pollIntervalMs: int = 20) -> None:
+    def startLiveUpdate(
+        self,
+        movingVolumeNode,
+        fixedVolumeNode,
+        outputTransformNode,
+        onUpdate=None,
+        modelPath: str | None = None,
+        device: str = "auto",
+        initialAlignment: str | None = None,
+        applyToMoving: bool = True,
+        pollIntervalMs: int = 20,
+    ) -> None:
         """Re-register into ``outputTransformNode`` whenever the fixed volume's voxels change.
 
         The network runs in a worker thread; a frame that arrives while it runs
@@ -482,8 +585,10 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
             "onUpdate": onUpdate,
             "worker": worker,
             "stamp": self._imageStamp(fixedVolumeNode),
-            "observers": [fixedVolumeNode.AddObserver(event, self._onFixedModified)
-                          for event in (slicer.vtkMRMLVolumeNode.ImageDataModifiedEvent, vtk.vtkCommand.ModifiedEvent)],
+            "observers": [
+                fixedVolumeNode.AddObserver(event, self._onFixedModified)
+                for event in (slicer.vtkMRMLVolumeNode.ImageDataModifiedEvent, vtk.vtkCommand.ModifiedEvent)
+            ],
             "timer": self._pollTimer(pollIntervalMs),
             "mainThreadSeconds": {},  # frame id -> seconds spent on the main thread for it
         }
@@ -498,7 +603,9 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
             if live["timer"] is not None:
                 live["timer"].stop()
             live["worker"].stop()
-            self.liveStatistics.update(frames=live["worker"].submitted, processed=live["worker"].processed, dropped=live["worker"].dropped)
+            self.liveStatistics.update(
+                frames=live["worker"].submitted, processed=live["worker"].processed, dropped=live["worker"].dropped
+            )
 
     def _pollTimer(self, intervalMs: int):
         """A Qt timer calling :meth:`processLiveResults` on the main thread; None without a Qt event loop."""
@@ -554,7 +661,16 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
             moving, fixed, transform = live["nodes"]
             frameToWorld, frameID = live["frame"]
             try:
-                self._apply(frame.value, frame.submitted_s, moving, fixed, transform, frameToWorld, frameID, live["applyToMoving"])
+                self._apply(
+                    frame.value,
+                    frame.submitted_s,
+                    moving,
+                    fixed,
+                    transform,
+                    frameToWorld,
+                    frameID,
+                    live["applyToMoving"],
+                )
             except Exception as error:
                 self._liveFailed(error)
                 return applied
@@ -563,7 +679,9 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
             stats = self.liveStatistics
             stats["latency_s"].append(time.perf_counter() - frame.submitted_s)
             stats["main_thread_s"].append(mainThread)
-            stats.update(frames=live["worker"].submitted, processed=live["worker"].processed, dropped=live["worker"].dropped)
+            stats.update(
+                frames=live["worker"].submitted, processed=live["worker"].processed, dropped=live["worker"].dropped
+            )
             self.lastStatus += _("; live latency {latency:.2f} s").format(latency=stats["latency_s"][-1])
             if live["onUpdate"]:
                 live["onUpdate"](self.lastStatus)
@@ -645,7 +763,9 @@ class LabelRegTest(ScriptedLoadableModuleTest):
         self.assertTrue(after.same_geometry(target), "the labelmap is on the US grid")
         self.assertGreater(dice(after.array, target.array), dice(before.array, target.array))
         self.assertLess(tre_mm(after, target), tre_mm(before, target))
-        self.delayDisplay(f"Gland Dice {dice(before.array, target.array):.3f} -> {dice(after.array, target.array):.3f}; {logic.lastStatus}")
+        self.delayDisplay(
+            f"Gland Dice {dice(before.array, target.array):.3f} -> {dice(after.array, target.array):.3f}; {logic.lastStatus}"
+        )
 
     def test_LiveUpdate(self):
         import numpy as np
@@ -665,7 +785,9 @@ class LabelRegTest(ScriptedLoadableModuleTest):
             logic.stopLiveUpdate()
         stats = logic.liveStatistics
         self.assertEqual(stats["frames"], 3)
-        self.assertEqual(stats["processed"] + stats["dropped"], 3)  # each frame registered once, or dropped for a newer one
+        self.assertEqual(
+            stats["processed"] + stats["dropped"], 3
+        )  # each frame registered once, or dropped for a newer one
         self.assertEqual(logic.registrationCount - before, stats["processed"])
         self.assertEqual(moving.GetTransformNodeID(), transform.GetID())
         self.delayDisplay(logic.lastStatus)

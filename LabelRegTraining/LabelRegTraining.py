@@ -136,8 +136,12 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for name, widgetName in PATH_FIELDS.items():
             pathEdit = getattr(self.ui, widgetName)
             # currentPathChanged for a valid path, validInputChanged when the text becomes empty (or invalid)
-            pathEdit.connect("currentPathChanged(QString)", lambda _text, n=name, w=pathEdit: self.onPathEdited(n, w.currentPath))
-            pathEdit.connect("validInputChanged(bool)", lambda _valid, n=name, w=pathEdit: self.onPathEdited(n, w.currentPath))
+            pathEdit.connect(
+                "currentPathChanged(QString)", lambda _text, n=name, w=pathEdit: self.onPathEdited(n, w.currentPath)
+            )
+            pathEdit.connect(
+                "validInputChanged(bool)", lambda _valid, n=name, w=pathEdit: self.onPathEdited(n, w.currentPath)
+            )
         self.ui.startButton.connect("clicked(bool)", lambda: self.onStart(resume=False))
         self.ui.resumeButton.connect("clicked(bool)", lambda: self.onStart(resume=True))
         self.ui.stopButton.connect("clicked(bool)", self.onStop)
@@ -212,8 +216,10 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             overwrite = not resume and self.logic.holdsTraining(self._parameterNode.outputModel)
             if overwrite and not slicer.util.confirmOkCancelDisplay(
-                    _("{model} (or its training folder) exists. Replace it with a new training? Resume continues it instead.").format(
-                        model=self._parameterNode.outputModel)):
+                _(
+                    "{model} (or its training folder) exists. Replace it with a new training? Resume continues it instead."
+                ).format(model=self._parameterNode.outputModel)
+            ):
                 return
             self.ui.dataSummaryLabel.text = self.logic.start(self._parameterNode, resume=resume, overwrite=overwrite)
             slicer.modules.plots.logic().ShowChartInLayout(self.logic.plotChartNode(self._parameterNode.progressTable))
@@ -252,7 +258,9 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
         from LabelRegLib.training_process import TrainingProcess
 
         ScriptedLoadableModuleLogic.__init__(self)
-        self.training = TrainingProcess(launch=lambda args: slicer.util.launchConsoleProcess(args, useStartupEnvironment=False))
+        self.training = TrainingProcess(
+            launch=lambda args: slicer.util.launchConsoleProcess(args, useStartupEnvironment=False)
+        )
         self._parameterNode = None
 
     def getParameterNode(self):
@@ -293,8 +301,13 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
         from LabelRegLib.data import load_cases, resolve_folders, scan_case_files
 
         p = parameterNode
-        folders = resolve_folders(p.dataFolder or None, moving_images=p.movingImagesFolder or None, fixed_images=p.fixedImagesFolder or None,
-                                  moving_labels=p.movingLabelsFolder or None, fixed_labels=p.fixedLabelsFolder or None)
+        folders = resolve_folders(
+            p.dataFolder or None,
+            moving_images=p.movingImagesFolder or None,
+            fixed_images=p.fixedImagesFolder or None,
+            moving_labels=p.movingLabelsFolder or None,
+            fixed_labels=p.fixedLabelsFolder or None,
+        )
         caseFiles, problems = scan_case_files(folders)
         cases, loadProblems = load_cases(caseFiles)
         problems = problems + loadProblems
@@ -302,7 +315,9 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
             problems.append(_("no image pairs found"))
         landmarks = Counter(case.num_landmarks for case in cases)
         text = _("{pairs} usable pair(s); landmarks per pair: {landmarks}").format(
-            pairs=len(cases), landmarks=", ".join(f"{n} ({count} pairs)" for n, count in sorted(landmarks.items())) or "-")
+            pairs=len(cases),
+            landmarks=", ".join(f"{n} ({count} pairs)" for n, count in sorted(landmarks.items())) or "-",
+        )
         if problems:
             text += "\n" + _("{n} problem(s):").format(n=len(problems)) + "\n" + "\n".join(problems)
         return text, problems
@@ -334,20 +349,40 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
         from LabelRegLib.model_file import model_settings_flags, peek_model_header
 
         recipe = train_config_from_ini(self.recipePath())
-        args = [self.recipePath(), "--output_dir", self.outputDirectory(p.outputModel), "--file_model_save", os.path.abspath(p.outputModel)]
+        args = [
+            self.recipePath(),
+            "--output_dir",
+            self.outputDirectory(p.outputModel),
+            "--file_model_save",
+            os.path.abspath(p.outputModel),
+        ]
         # a row every step and a checkpoint every tenth of the run for short trainings; the recipe's otherwise
-        args += ["--freq_info_print", str(min(recipe.freq_info_print, max(1, p.iterations // 100))),
-                 "--freq_model_save", str(min(recipe.freq_model_save, max(1, p.iterations // 10)))]
+        args += [
+            "--freq_info_print",
+            str(min(recipe.freq_info_print, max(1, p.iterations // 100))),
+            "--freq_model_save",
+            str(min(recipe.freq_model_save, max(1, p.iterations // 10))),
+        ]
         args += ["--data_dir", p.dataFolder]  # "" clears the recipe's data folder when the four folders are given
-        for flag, value in (("--dir_moving_image", p.movingImagesFolder), ("--dir_fixed_image", p.fixedImagesFolder),
-                            ("--dir_moving_label", p.movingLabelsFolder), ("--dir_fixed_label", p.fixedLabelsFolder)):
+        for flag, value in (
+            ("--dir_moving_image", p.movingImagesFolder),
+            ("--dir_fixed_image", p.fixedImagesFolder),
+            ("--dir_moving_label", p.movingLabelsFolder),
+            ("--dir_fixed_label", p.fixedLabelsFolder),
+        ):
             if value:
                 args += [flag, value]
         for parameter, key in PANEL_SETTINGS.items():
             value = getattr(p, parameter)
             args += [f"--{key}", repr(float(value)) if isinstance(value, float) else str(value)]
-        if p.initialModel:  # fine-tuning: the model's own architecture, working spacing and alignment override the panel's
-            args += ["--initial_model", os.path.abspath(p.initialModel), *model_settings_flags(peek_model_header(p.initialModel))]
+        if (
+            p.initialModel
+        ):  # fine-tuning: the model's own architecture, working spacing and alignment override the panel's
+            args += [
+                "--initial_model",
+                os.path.abspath(p.initialModel),
+                *model_settings_flags(peek_model_header(p.initialModel)),
+            ]
         return args + (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
 
     def command(self, p, resume: bool, overwrite: bool = False) -> list:
@@ -368,9 +403,15 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
         if not p.outputModel:
             raise ValueError(_("Choose the output model file."))
         if resume and not self.canResume(p.outputModel):
-            raise ValueError(_("There is no checkpoint to resume in {folder}").format(folder=self.outputDirectory(p.outputModel)))
+            raise ValueError(
+                _("There is no checkpoint to resume in {folder}").format(folder=self.outputDirectory(p.outputModel))
+            )
         if not resume and not overwrite and self.holdsTraining(p.outputModel):
-            raise ValueError(_("{model} or its training folder exists: Resume continues it; to start again, confirm replacing it.").format(model=p.outputModel))
+            raise ValueError(
+                _(
+                    "{model} or its training folder exists: Resume continues it; to start again, confirm replacing it."
+                ).format(model=p.outputModel)
+            )
         summary, problems = self.summariseData(p)
         if problems:
             raise ValueError(_("Fix the data first:") + "\n" + "\n".join(problems))
@@ -409,10 +450,16 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
 
             LabelReg.LabelRegLogic.modelCatalogue().add(p.outputModel)
         elif wasRunning and self.state == "stopped":
-            p.status = _("Stopped at step {step}; Resume continues from the last checkpoint.").format(step=self.progress.get("step", 0))
+            p.status = _("Stopped at step {step}; Resume continues from the last checkpoint.").format(
+                step=self.progress.get("step", 0)
+            )
         elif wasRunning and self.state == "crashed":
-            p.status = "\n".join([_("The training process ended unexpectedly ({reason}).").format(reason=self.training.end_reason()),
-                                  *self.training.output_tail[-5:]])
+            p.status = "\n".join(
+                [
+                    _("The training process ended unexpectedly ({reason}).").format(reason=self.training.end_reason()),
+                    *self.training.output_tail[-5:],
+                ]
+            )
             logging.error(p.status)
 
     # ---------------------------------------------------------------- curves
@@ -502,7 +549,10 @@ class LabelRegTrainingTest(ScriptedLoadableModuleTest):
         p.numChannels, p.iterations, p.minibatchSize, p.validationFraction, p.device = 4, 6, 2, 0.25, "cpu"
         self.assertEqual(logic.summariseData(p)[1], [])
         logic.start(p)
-        self.assertTrue(self.waitFor(logic, lambda: logic.canResume(p.outputModel) and logic.progress.get("step", 0) >= 2), "a checkpoint was written")
+        self.assertTrue(
+            self.waitFor(logic, lambda: logic.canResume(p.outputModel) and logic.progress.get("step", 0) >= 2),
+            "a checkpoint was written",
+        )
         logic.stop()
         self.assertEqual(logic.state, "stopped")
         stoppedAt = logic.progress["step"]

@@ -26,7 +26,9 @@ def subprocess_env(**extra) -> dict:
 
 
 def run_labelreg(*args, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(labelreg_command(*args), capture_output=True, text=True, timeout=timeout, env=subprocess_env(), **kwargs)
+    return subprocess.run(
+        labelreg_command(*args), capture_output=True, text=True, timeout=timeout, env=subprocess_env(), **kwargs
+    )
 
 
 def tiny_trainer(data_dir: Path, output_dir: Path, steps: int = 2, **overrides):
@@ -36,8 +38,17 @@ def tiny_trainer(data_dir: Path, output_dir: Path, steps: int = 2, **overrides):
     from LabelRegLib.config import TrainConfig
     from LabelRegLib.training import Trainer
 
-    settings = dict(data_dir=str(data_dir), output_dir=str(output_dir), total_iterations=steps, minibatch_size=2,
-                    num_channel_initial=4, freq_validation=steps, freq_model_save=steps, freq_info_print=1, validation_fraction=0.25)
+    settings = dict(
+        data_dir=str(data_dir),
+        output_dir=str(output_dir),
+        total_iterations=steps,
+        minibatch_size=2,
+        num_channel_initial=4,
+        freq_validation=steps,
+        freq_model_save=steps,
+        freq_info_print=1,
+        validation_fraction=0.25,
+    )
     settings.update(overrides)
     return Trainer(TrainConfig(**settings), stream=io.StringIO())
 

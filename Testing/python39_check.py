@@ -23,8 +23,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LIB = REPO / "LabelReg" / "LabelRegLib"
-SLICER_FILES = [REPO / "LabelReg" / "LabelReg.py", REPO / "LabelRegTraining" / "LabelRegTraining.py",
-                *sorted(LIB.glob("*.py")), *sorted((REPO / "LabelReg" / "Resources" / "Scripts").glob("*.py"))]
+SLICER_FILES = [
+    REPO / "LabelReg" / "LabelReg.py",
+    REPO / "LabelRegTraining" / "LabelRegTraining.py",
+    *sorted(LIB.glob("*.py")),
+    *sorted((REPO / "LabelReg" / "Resources" / "Scripts").glob("*.py")),
+]
 
 
 def _stub_slicer():
@@ -38,8 +42,11 @@ def _stub_slicer():
     util.VTKObservationMixin = type("VTKObservationMixin", (), {"__init__": lambda self: None})
     slicer.util = util
     sys.modules.update({"slicer": slicer, "slicer.util": util})
-    for name, module in (("slicer.ScriptedLoadableModule", slicer_standalone._scripted_loadable_module()),
-                         ("slicer.parameterNodeWrapper", slicer_standalone._parameter_node_wrapper()), ("slicer.i18n", slicer_standalone._i18n())):
+    for name, module in (
+        ("slicer.ScriptedLoadableModule", slicer_standalone._scripted_loadable_module()),
+        ("slicer.parameterNodeWrapper", slicer_standalone._parameter_node_wrapper()),
+        ("slicer.i18n", slicer_standalone._i18n()),
+    ):
         sys.modules[name] = module
         setattr(slicer, name.split(".")[1], module)
     for name in ("vtk", "qt", "ctk"):
@@ -68,7 +75,9 @@ def main() -> int:
 
     LabelReg.LabelRegLogic()
     LabelRegTraining.LabelRegTrainingLogic()
-    print(f"imports, logic constructed: LabelReg.py, LabelRegTraining.py; missing here: {LabelReg.LabelRegLogic.missingDependencies()}")
+    print(
+        f"imports, logic constructed: LabelReg.py, LabelRegTraining.py; missing here: {LabelReg.LabelRegLogic.missingDependencies()}"
+    )
     return 0
 
 

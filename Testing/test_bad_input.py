@@ -45,7 +45,10 @@ def test_2d_image_is_rejected(tmp_path):
 
 def test_landmark_count_mismatch_names_both_files(good_case, phantom):
     write_volume(phantom.fixed_labels[:2], good_case["fixed_label"])
-    with pytest.raises(InputError, match=r"fixed_label\.nii\.gz: has 2 landmark\(s\) but the moving label file .*moving_label\.nii\.gz has \d"):
+    with pytest.raises(
+        InputError,
+        match=r"fixed_label\.nii\.gz: has 2 landmark\(s\) but the moving label file .*moving_label\.nii\.gz has \d",
+    ):
         load_case(**good_case)
 
 

@@ -34,8 +34,25 @@ def test_the_bundled_model_is_small_and_describes_itself():
 
 
 # the committed training recipe, stage by stage (LabelReg/Resources/Models)
-RECIPE = ["labelreg_localnet.ini", "labelreg_localnet_stage2.ini", "labelreg_localnet_stage3.ini", "labelreg_localnet_stage4.ini"]
-RECORDED_SETTINGS = ["initial_model", "learning_rate", "minibatch_size", "corner_scale", "translation_mm", "fixed_translation_mm", "ema_decay", "swa_start", "swa_every", "segmentation_weight", "seed"]
+RECIPE = [
+    "labelreg_localnet.ini",
+    "labelreg_localnet_stage2.ini",
+    "labelreg_localnet_stage3.ini",
+    "labelreg_localnet_stage4.ini",
+]
+RECORDED_SETTINGS = [
+    "initial_model",
+    "learning_rate",
+    "minibatch_size",
+    "corner_scale",
+    "translation_mm",
+    "fixed_translation_mm",
+    "ema_decay",
+    "swa_start",
+    "swa_every",
+    "segmentation_weight",
+    "seed",
+]
 
 
 def test_the_committed_recipe_chains_its_stages_and_is_the_one_the_bundled_model_records():
@@ -91,7 +108,9 @@ def test_a_us_larger_than_the_training_pairs_is_registered_with_a_warning_naming
 
 def test_every_demo_pair_landmark_tre_falls(demo_rows):
     for name, (_gland, *landmarks) in demo_rows.items():
-        assert np.median([r["tre_mm_after"] for r in landmarks]) < np.median([r["tre_mm_before"] for r in landmarks]), name
+        assert np.median([r["tre_mm_after"] for r in landmarks]) < np.median([r["tre_mm_before"] for r in landmarks]), (
+            name
+        )
 
 
 def test_the_model_card_validation_numbers_reproduce(registrar, shared_data, tmp_path):

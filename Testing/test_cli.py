@@ -18,8 +18,23 @@ def test_register_writes_a_transform_that_simpleitk_applies_identically(phantom_
     moving = phantom_folder / "moving_images" / "phantom000.nii.gz"
     fixed = phantom_folder / "fixed_images" / "phantom000.nii.gz"
     labels = phantom_folder / "moving_labels" / "phantom000.nii.gz"
-    run = run_labelreg("register", "--moving", moving, "--fixed", fixed, "--model", tiny_model, "--output-transform", tmp_path / "t.h5",
-                       "--warped-image", tmp_path / "warped.nrrd", "--moving-label", labels, "--warped-label", tmp_path / "labels.nii.gz")
+    run = run_labelreg(
+        "register",
+        "--moving",
+        moving,
+        "--fixed",
+        fixed,
+        "--model",
+        tiny_model,
+        "--output-transform",
+        tmp_path / "t.h5",
+        "--warped-image",
+        tmp_path / "warped.nrrd",
+        "--moving-label",
+        labels,
+        "--warped-label",
+        tmp_path / "labels.nii.gz",
+    )
     assert run.returncode == 0, run.stderr
     warped = read_volume(tmp_path / "warped.nrrd")
     fixed_volume = read_volume(fixed)
@@ -27,7 +42,12 @@ def test_register_writes_a_transform_that_simpleitk_applies_identically(phantom_
     # SimpleITK with the written transform reproduces the warped image
     transform = sitk.ReadTransform(str(tmp_path / "t.h5"))
     moving_volume = read_volume(moving)
-    resampled = sitk.Resample(to_sitk_image(moving_volume.array, moving_volume.ijk_to_ras), to_sitk_image(fixed_volume.array, fixed_volume.ijk_to_ras), transform, sitk.sitkLinear)
+    resampled = sitk.Resample(
+        to_sitk_image(moving_volume.array, moving_volume.ijk_to_ras),
+        to_sitk_image(fixed_volume.array, fixed_volume.ijk_to_ras),
+        transform,
+        sitk.sitkLinear,
+    )
     assert np.abs(from_sitk_image(resampled).array - warped.array).max() < 1e-2
     # the in-process registration gives the same field
     field = read_displacement(tmp_path / "t.h5")
@@ -44,7 +64,13 @@ def test_register_many_pairs_from_csv(phantom_folder, tiny_model, tmp_path):
         writer = csv.writer(handle)
         writer.writerow(["moving", "fixed", "output_transform"])
         for name in ("phantom001", "phantom002"):
-            writer.writerow([phantom_folder / "moving_images" / f"{name}.nii.gz", phantom_folder / "fixed_images" / f"{name}.nii.gz", tmp_path / f"{name}.nii.gz"])
+            writer.writerow(
+                [
+                    phantom_folder / "moving_images" / f"{name}.nii.gz",
+                    phantom_folder / "fixed_images" / f"{name}.nii.gz",
+                    tmp_path / f"{name}.nii.gz",
+                ]
+            )
     run = run_labelreg("register", "--pairs", table, "--model", tiny_model)
     assert run.returncode == 0, run.stderr
     assert run.stdout.count(" s on cpu") == 2
@@ -53,39 +79,97 @@ def test_register_many_pairs_from_csv(phantom_folder, tiny_model, tmp_path):
     assert "warning" not in run.stderr
 
 
-def test_register_warns_of_a_us_larger_than_the_training_volumes_and_still_writes_the_transform(phantom_folder, tiny_model, tmp_path):
+def test_register_warns_of_a_us_larger_than_the_training_volumes_and_still_writes_the_transform(
+    phantom_folder, tiny_model, tmp_path
+):
     fixed = read_volume(phantom_folder / "fixed_images" / "phantom000.nii.gz")
     write_volume(with_empty_border(fixed, 4), tmp_path / "wide_us.nii.gz")
-    run = run_labelreg("register", "--moving", phantom_folder / "moving_images" / "phantom000.nii.gz", "--fixed", tmp_path / "wide_us.nii.gz",
-                       "--model", tiny_model, "--output-transform", tmp_path / "t.h5")
+    run = run_labelreg(
+        "register",
+        "--moving",
+        phantom_folder / "moving_images" / "phantom000.nii.gz",
+        "--fixed",
+        tmp_path / "wide_us.nii.gz",
+        "--model",
+        tiny_model,
+        "--output-transform",
+        tmp_path / "t.h5",
+    )
     assert run.returncode == 0, run.stderr
-    assert "labelreg register: warning: wide_us: its field of view is 54x63x58 voxels at the model's working spacing, larger than the 46x55x50" in run.stderr
+    assert (
+        "labelreg register: warning: wide_us: its field of view is 54x63x58 voxels at the model's working spacing, larger than the 46x55x50"
+        in run.stderr
+    )
     assert (tmp_path / "t.h5").is_file()
 
 
 def test_register_bad_input_names_the_file_and_writes_nothing(phantom_folder, tiny_model, tmp_path):
-    run = run_labelreg("register", "--moving", tmp_path / "absent.nii.gz", "--fixed", phantom_folder / "fixed_images" / "phantom000.nii.gz",
-                       "--model", tiny_model, "--output-transform", tmp_path / "t.h5")
+    run = run_labelreg(
+        "register",
+        "--moving",
+        tmp_path / "absent.nii.gz",
+        "--fixed",
+        phantom_folder / "fixed_images" / "phantom000.nii.gz",
+        "--model",
+        tiny_model,
+        "--output-transform",
+        tmp_path / "t.h5",
+    )
     assert run.returncode == 2
     assert "absent.nii.gz: file not found" in run.stderr
     assert not (tmp_path / "t.h5").exists()
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")
-    run = run_labelreg("register", "--moving", phantom_folder / "moving_images" / "phantom000.nii.gz", "--fixed", phantom_folder / "fixed_images" / "phantom000.nii.gz",
-                       "--model", junk, "--output-transform", tmp_path / "t.h5")
+    run = run_labelreg(
+        "register",
+        "--moving",
+        phantom_folder / "moving_images" / "phantom000.nii.gz",
+        "--fixed",
+        phantom_folder / "fixed_images" / "phantom000.nii.gz",
+        "--model",
+        junk,
+        "--output-transform",
+        tmp_path / "t.h5",
+    )
     assert run.returncode == 2 and "junk.pt: is truncated, damaged or not a model file" in run.stderr
     assert list(tmp_path.iterdir()) == [junk]
 
 
 def test_evaluate_writes_metrics_summary_and_pictures(phantom_folder, tiny_model, tmp_path):
-    run = run_labelreg("evaluate", phantom_folder, "--model", tiny_model, "--output", tmp_path / "eval", "--cases", "phantom000,phantom001")
+    run = run_labelreg(
+        "evaluate",
+        phantom_folder,
+        "--model",
+        tiny_model,
+        "--output",
+        tmp_path / "eval",
+        "--cases",
+        "phantom000,phantom001",
+    )
     assert run.returncode == 0, run.stderr
     with open(tmp_path / "eval" / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["case", "landmark", "dice_before", "dice_after", "tre_mm_before", "tre_mm_after", "folding", "runtime_s"]
+    assert list(rows[0]) == [
+        "case",
+        "landmark",
+        "dice_before",
+        "dice_after",
+        "tre_mm_before",
+        "tre_mm_after",
+        "folding",
+        "runtime_s",
+    ]
     assert {row["case"] for row in rows} == {"phantom000", "phantom001"}
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
-    for key in ("n_pairs", "gland_dice_median", "gland_dice_before_median", "tre_mm_median", "tre_mm_before_median", "folding_max", "runtime_s_median"):
+    for key in (
+        "n_pairs",
+        "gland_dice_median",
+        "gland_dice_before_median",
+        "tre_mm_median",
+        "tre_mm_before_median",
+        "folding_max",
+        "runtime_s_median",
+    ):
         assert key in summary
     assert summary["n_pairs"] == 2
     assert sorted(p.name for p in (tmp_path / "eval").glob("*.png")) == ["phantom000.png", "phantom001.png"]
@@ -140,7 +224,11 @@ def test_original_ini_trains_and_infers(phantom_folder, tmp_path):
     run = run_labelreg("infer", ini)
     assert run.returncode == 0, run.stderr
     outputs = sorted(p.name for p in (tmp_path / "run" / "inference").iterdir())
-    assert "phantom000_ddf.nii.gz" in outputs and "phantom000_warped_image.nii.gz" in outputs and "phantom000_warped_label.nii.gz" in outputs
+    assert (
+        "phantom000_ddf.nii.gz" in outputs
+        and "phantom000_warped_image.nii.gz" in outputs
+        and "phantom000_warped_label.nii.gz" in outputs
+    )
 
 
 def test_flags_override_ini_and_unknown_keys_are_named(phantom_folder, tmp_path):
@@ -150,10 +238,24 @@ def test_flags_override_ini_and_unknown_keys_are_named(phantom_folder, tmp_path)
     ini = tmp_path / "c.ini"
     ini.write_text(ORIGINAL_INI.format(data=phantom_folder, out=tmp_path / "run"))
     config = train_config_from_ini(ini)
-    assert config.similarity_scales == [0, 1, 2, 4, 8, 16] and config.learning_rate == 1e-5 and config.total_iterations == 2
+    assert (
+        config.similarity_scales == [0, 1, 2, 4, 8, 16]
+        and config.learning_rate == 1e-5
+        and config.total_iterations == 2
+    )
     ini.write_text("[Train]\ntotal_iteration: 5\n")
     with pytest.raises(InputError, match=r"c\.ini: unknown key 'total_iteration' in section \[Train\]"):
         train_config_from_ini(ini)
     run = run_labelreg("train", "--help")
-    for flag in ("--similarity_scales", "--regulariser_weight", "--validation_fraction", "--working_spacing", "--initial_alignment", "--seed", "--device", "--resume", "--progress-json"):
+    for flag in (
+        "--similarity_scales",
+        "--regulariser_weight",
+        "--validation_fraction",
+        "--working_spacing",
+        "--initial_alignment",
+        "--seed",
+        "--device",
+        "--resume",
+        "--progress-json",
+    ):
         assert flag in run.stdout

@@ -55,10 +55,27 @@ def test_the_tutorials_config_demo_ini_reads_as_it_meant(tmp_path):
     ini = tmp_path / "config_demo.ini"
     ini.write_text(TUTORIAL_INI.format(data=tmp_path))
     config = train_config_from_ini(ini)
-    assert config.dir_moving_image == f"{tmp_path}/train/mr_images" and config.dir_fixed_label == f"{tmp_path}/train/us_labels"
-    assert (config.network_type, config.similarity_type, config.similarity_scales, config.regulariser_type) == ("local", "dice", [0, 1, 2, 4, 8, 16], "bending")
-    assert (config.regulariser_weight, config.total_iterations, config.minibatch_size, config.learning_rate) == (0.5, 10000, 4, 1e-5)
-    assert (config.freq_info_print, config.freq_model_save, config.file_model_save) == (100, 500, f"{tmp_path}/model.ckpt")
+    assert (
+        config.dir_moving_image == f"{tmp_path}/train/mr_images"
+        and config.dir_fixed_label == f"{tmp_path}/train/us_labels"
+    )
+    assert (config.network_type, config.similarity_type, config.similarity_scales, config.regulariser_type) == (
+        "local",
+        "dice",
+        [0, 1, 2, 4, 8, 16],
+        "bending",
+    )
+    assert (config.regulariser_weight, config.total_iterations, config.minibatch_size, config.learning_rate) == (
+        0.5,
+        10000,
+        4,
+        1e-5,
+    )
+    assert (config.freq_info_print, config.freq_model_save, config.file_model_save) == (
+        100,
+        500,
+        f"{tmp_path}/model.ckpt",
+    )
 
 
 def test_help_and_the_ini_reader_know_exactly_the_settings():
@@ -67,11 +84,20 @@ def test_help_and_the_ini_reader_know_exactly_the_settings():
     run = run_labelreg("train", "--help")
     flags = set(re.findall(r"--([a-z0-9_]+) V", run.stdout))
     assert flags == names, sorted(flags ^ names)
-    assert "[Loss] label similarity (dice, jaccard, cross-entropy, mean-squared; default dice)" in " ".join(run.stdout.split())
+    assert "[Loss] label similarity (dice, jaccard, cross-entropy, mean-squared; default dice)" in " ".join(
+        run.stdout.split()
+    )
 
 
 def test_written_settings_read_back_the_same(tmp_path):
-    config = TrainConfig(norm="instance", ddf_levels=[0, 2], deterministic=True, flip_axes="j", learning_rate_milestones=[10, 20], working_spacing=2.5)
+    config = TrainConfig(
+        norm="instance",
+        ddf_levels=[0, 2],
+        deterministic=True,
+        flip_axes="j",
+        learning_rate_milestones=[10, 20],
+        working_spacing=2.5,
+    )
     write_ini(config, tmp_path / "config.ini")
     assert train_config_from_ini(tmp_path / "config.ini") == config
 
@@ -83,7 +109,11 @@ def test_written_settings_read_back_the_same(tmp_path):
         ("Train", "deterministic = ture", "deterministic = 'ture': cannot be read; allowed: true or false"),
         ("Train", "total_iterations = -5", r"total_iterations = -5: allowed: 1 to 1e\+08 steps"),
         ("Network", "network_type = loca", "network_type = 'loca': allowed: local, global, composite"),
-        ("Network", "num_channel_initial = 4.5", "num_channel_initial = '4.5': cannot be read; allowed: a whole number"),
+        (
+            "Network",
+            "num_channel_initial = 4.5",
+            "num_channel_initial = '4.5': cannot be read; allowed: a whole number",
+        ),
         ("Loss", "similarity_scales = [0, 1.5]", r"similarity_scales = \[0, 1.5\]: must be a list of whole numbers"),
         ("Loss", "regulariser_weight = nan", "regulariser_weight = nan: must be a finite number"),
         ("Train", "learning_rate = -1e-4", "learning_rate = -0.0001: allowed: 0 to 1"),
@@ -91,10 +121,16 @@ def test_written_settings_read_back_the_same(tmp_path):
         ("Train", "device = gpu", "device = 'gpu': allowed: auto, cpu, cuda, mps or cuda:N"),
         ("Train", "validation_fraction = 1.5", "validation_fraction = 1.5: allowed: 0 to 0.9"),
         ("Train", "total_iteration = 5", r"unknown key 'total_iteration' in section \[Train\]"),
-        ("Trian", "total_iterations = 5", r"unknown section \[Trian\]; allowed: \[Data\], \[Network\], \[Loss\], \[Train\], \[Inference\]"),
+        (
+            "Trian",
+            "total_iterations = 5",
+            r"unknown section \[Trian\]; allowed: \[Data\], \[Network\], \[Loss\], \[Train\], \[Inference\]",
+        ),
     ],
 )
-def test_a_bad_setting_in_a_file_is_refused_naming_the_file_key_value_and_what_is_allowed(tmp_path, section, line, message):
+def test_a_bad_setting_in_a_file_is_refused_naming_the_file_key_value_and_what_is_allowed(
+    tmp_path, section, line, message
+):
     ini = tmp_path / "settings.ini"
     ini.write_text(f"[{section}]\n{line}\n")
     with pytest.raises(InputError, match=f"^{re.escape(str(ini))}: {message}"):
@@ -112,7 +148,10 @@ def test_a_bad_flag_is_refused_naming_the_flag(tmp_path):
 def test_the_command_line_says_what_is_wrong_in_one_line(tmp_path):
     run = run_labelreg("train", "--data_dir", tmp_path, "--norm", "batchnorm")
     assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert run.stderr.strip() == "labelreg train: error: the command line: norm = 'batchnorm': allowed: batch, instance, none"
+    assert (
+        run.stderr.strip()
+        == "labelreg train: error: the command line: norm = 'batchnorm': allowed: batch, instance, none"
+    )
 
 
 def test_a_typo_in_an_inference_key_is_refused(tmp_path):

@@ -18,7 +18,9 @@ def test_shared_example_data_loads_completely(shared_data):
 
 def test_every_problem_is_reported_at_once(tmp_path, phantom):
     write_phantom_folder(tmp_path, n_pairs=5)
-    (tmp_path / "fixed_images" / "phantom000.nii.gz").rename(tmp_path / "fixed_images" / "other.nii.gz")  # unmatched names
+    (tmp_path / "fixed_images" / "phantom000.nii.gz").rename(
+        tmp_path / "fixed_images" / "other.nii.gz"
+    )  # unmatched names
     write_volume(phantom.fixed_labels[:2], tmp_path / "fixed_labels" / "phantom001.nii.gz")  # landmark count
     image = tmp_path / "fixed_images" / "phantom002.nii.gz"
     write_volume(Volume(np.zeros((10, 10, 10), np.float32) + 1, np.eye(4)), image)  # label shape no longer matches

@@ -5,7 +5,13 @@ import torch
 
 from conftest import oblique_geometry
 from LabelRegLib.metrics import dice, folding, tre_mm
-from LabelRegLib.spatial import ddf_ras_to_voxel, ddf_voxel_to_ras, folding_fraction, jacobian_determinant, resample_volume
+from LabelRegLib.spatial import (
+    ddf_ras_to_voxel,
+    ddf_voxel_to_ras,
+    folding_fraction,
+    jacobian_determinant,
+    resample_volume,
+)
 from LabelRegLib.volume import Volume, grid_center_ras, resampled_geometry
 
 
@@ -25,9 +31,13 @@ def test_ddf_voxel_ras_round_trip_is_exact_for_oblique_anisotropic_geometry():
 def test_tre_under_the_phantom_own_deformation_is_below_half_a_millimetre(phantom):
     fixed = phantom.fixed_image
     for moving_label, fixed_label in zip(phantom.moving_labels, phantom.fixed_labels):
-        warped = resample_volume(moving_label, fixed.shape, fixed.ijk_to_ras, displacement_ras=phantom.true_displacement.array)
+        warped = resample_volume(
+            moving_label, fixed.shape, fixed.ijk_to_ras, displacement_ras=phantom.true_displacement.array
+        )
         assert tre_mm(warped, fixed_label) < 0.5
-    gland = resample_volume(phantom.moving_labels[0], fixed.shape, fixed.ijk_to_ras, displacement_ras=phantom.true_displacement.array)
+    gland = resample_volume(
+        phantom.moving_labels[0], fixed.shape, fixed.ijk_to_ras, displacement_ras=phantom.true_displacement.array
+    )
     assert dice(gland.array, phantom.fixed_labels[0].array) > 0.95
 
 

@@ -57,7 +57,9 @@ def test_write_read_round_trip_keeps_geometry_and_values(tmp_path, suffix):
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
 def test_4d_label_file_loads_as_landmark_volumes(tmp_path, suffix):
     matrix = oblique_geometry()
-    labels = [Volume((np.arange(7 * 9 * 11).reshape(7, 9, 11) % (n + 2) == 0).astype(np.float32), matrix) for n in range(3)]
+    labels = [
+        Volume((np.arange(7 * 9 * 11).reshape(7, 9, 11) % (n + 2) == 0).astype(np.float32), matrix) for n in range(3)
+    ]
     write_volume(labels, tmp_path / f"labels{suffix}")
     back = read_labels(tmp_path / f"labels{suffix}")
     assert len(back) == 3

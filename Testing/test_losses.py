@@ -41,7 +41,9 @@ def test_bending_energy_of_affine_field_is_zero(seed):
 
 
 def test_gradient_norms_vanish_for_translation_only():
-    translation = torch.ones(1, 3, *SHAPE, dtype=torch.float64) * torch.tensor([1.5, -2.0, 0.3], dtype=torch.float64).reshape(1, 3, 1, 1, 1)
+    translation = torch.ones(1, 3, *SHAPE, dtype=torch.float64) * torch.tensor(
+        [1.5, -2.0, 0.3], dtype=torch.float64
+    ).reshape(1, 3, 1, 1, 1)
     for kind in ("gradient-l2", "gradient-l1", "bending"):
         assert float(regulariser(translation, kind)) < 1e-12
         assert float(regulariser(_smooth_random_field(4), kind)) > 1e-4

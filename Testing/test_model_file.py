@@ -13,7 +13,12 @@ from LabelRegLib.model_file import load_model, read_model_header, read_model_pay
 from LabelRegLib.networks import LocalNet
 
 HEADER = {
-    "architecture": {"network_type": "local", "num_channel_initial": 4, "ddf_levels": [0, 1, 2, 3, 4], "norm": "instance"},
+    "architecture": {
+        "network_type": "local",
+        "num_channel_initial": 4,
+        "ddf_levels": [0, 1, 2, 3, 4],
+        "norm": "instance",
+    },
     "working_spacing_mm": 1.5,
     "intensity_normalisation": {"method": "percentile", "low": 1.0, "high": 99.0},
     "initial_alignment": "centers",

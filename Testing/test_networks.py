@@ -38,7 +38,11 @@ def test_an_input_smaller_than_the_training_size_is_zero_padded_to_it_centred():
 
 def test_localnet_and_globalnet_start_at_the_identity():
     moving, fixed = torch.rand(2, 1, 21, 19, 23), torch.rand(2, 1, 21, 19, 23)
-    for net in (LocalNet(num_channel_initial=4), GlobalNet(num_channel_initial=4), CompositeNet(num_channel_initial=4, num_channel_initial_global=4)):
+    for net in (
+        LocalNet(num_channel_initial=4),
+        GlobalNet(num_channel_initial=4),
+        CompositeNet(num_channel_initial=4, num_channel_initial_global=4),
+    ):
         with torch.no_grad():
             ddf = net.train()(moving, fixed)
         assert torch.count_nonzero(ddf) == 0 if isinstance(net, LocalNet) else float(ddf.abs().max()) < 1e-5

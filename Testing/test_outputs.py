@@ -23,7 +23,11 @@ from LabelRegLib.phantom import make_phantom_pair
 
 def snapshot(folder) -> dict:
     """Every file under ``folder`` (hidden ones too) with the SHA-256 of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -56,7 +60,18 @@ def refused(folder, *args, match: str) -> None:
 )
 def test_an_output_that_is_an_input_is_refused_even_with_overwrite(pair_folder, tiny_model, output, target, message):
     d = pair_folder
-    args = ["register", "--moving", d / "mr.nii.gz", "--fixed", d / "us.nii.gz", "--model", tiny_model, output, d / target, "--overwrite"]
+    args = [
+        "register",
+        "--moving",
+        d / "mr.nii.gz",
+        "--fixed",
+        d / "us.nii.gz",
+        "--model",
+        tiny_model,
+        output,
+        d / target,
+        "--overwrite",
+    ]
     if output == "--warped-label":
         args += ["--moving-label", d / "mr_labels.nii.gz"]
     refused(d, *args, match=message.format(d=d))
@@ -65,10 +80,23 @@ def test_an_output_that_is_an_input_is_refused_even_with_overwrite(pair_folder, 
 def test_two_outputs_on_one_file_and_existing_outputs_are_refused(pair_folder, tiny_model):
     d = pair_folder
     base = ["register", "--moving", d / "mr.nii.gz", "--fixed", d / "us.nii.gz", "--model", tiny_model]
-    refused(d, *base, "--output-transform", d / "out.nii.gz", "--warped-image", d / "out.nii.gz",
-            match=f"--warped-image {d}/out.nii.gz: is also the --output-transform output")
+    refused(
+        d,
+        *base,
+        "--output-transform",
+        d / "out.nii.gz",
+        "--warped-image",
+        d / "out.nii.gz",
+        match=f"--warped-image {d}/out.nii.gz: is also the --output-transform output",
+    )
     (d / "earlier.h5").write_bytes(b"an earlier result")
-    refused(d, *base, "--output-transform", d / "earlier.h5", match=f"--output-transform {d}/earlier.h5: exists; pass --overwrite to replace it")
+    refused(
+        d,
+        *base,
+        "--output-transform",
+        d / "earlier.h5",
+        match=f"--output-transform {d}/earlier.h5: exists; pass --overwrite to replace it",
+    )
     (d / "earlier.h5").chmod(0o444)
     refused(d, *base, "--output-transform", d / "earlier.h5", "--overwrite", match="is read-only")
     (d / "earlier.h5").chmod(0o644)
@@ -89,17 +117,24 @@ def test_unwritable_outputs_are_refused_before_any_work(pair_folder, tiny_model)
     assert not (d / "t.h5").exists()
 
 
-def test_a_pairs_csv_with_a_bom_spaces_and_blank_lines_runs_and_a_failed_pair_does_not_stop_the_others(pair_folder, tiny_model):
+def test_a_pairs_csv_with_a_bom_spaces_and_blank_lines_runs_and_a_failed_pair_does_not_stop_the_others(
+    pair_folder, tiny_model
+):
     d = pair_folder
     csv = d / "pairs.csv"
-    csv.write_text(f"\ufeffmoving, fixed, output_transform\n{d}/mr.nii.gz, {d}/us.nii.gz, {d}/a.h5\n\n"
-                   f"{d}/mr.nii.gz, {d}/missing.nii.gz, {d}/b.h5\n{d}/mr.nii.gz, {d}/us.nii.gz, {d}/c.h5\n", encoding="utf-8")
+    csv.write_text(
+        f"\ufeffmoving, fixed, output_transform\n{d}/mr.nii.gz, {d}/us.nii.gz, {d}/a.h5\n\n"
+        f"{d}/mr.nii.gz, {d}/missing.nii.gz, {d}/b.h5\n{d}/mr.nii.gz, {d}/us.nii.gz, {d}/c.h5\n",
+        encoding="utf-8",
+    )
     run = run_labelreg("register", "--pairs", csv, "--model", tiny_model)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert (d / "a.h5").is_file() and (d / "c.h5").is_file() and not (d / "b.h5").exists()
     assert f"{csv}: row 4: " in run.stderr and "missing.nii.gz" in run.stderr and "1 of 3 pairs failed" in run.stderr
     csv.write_text(f"moving,fixed,output_transform\n{d}/mr.nii.gz,,{d}/x.h5\n")
-    refused(d, "register", "--pairs", csv, "--model", tiny_model, match=f"{csv}: row 2: moving and fixed are both needed")
+    refused(
+        d, "register", "--pairs", csv, "--model", tiny_model, match=f"{csv}: row 2: moving and fixed are both needed"
+    )
     csv.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
     refused(d, "register", "--pairs", csv, "--model", tiny_model, match="is not a CSV text file")
 
@@ -112,11 +147,25 @@ def test_the_batch_script_refuses_to_write_over_its_inputs(pair_folder):
     for args, message in (
         (["--output-transform", d / "mr.nii.gz"], f"--output-transform {d}/mr.nii.gz: is also the --moving input"),
         (["--output-labelmap", d / "us.nii.gz"], f"--output-labelmap {d}/us.nii.gz: is also the --fixed input"),
-        (["--output-transform", d / "t.h5", "--segmentation", d / "mr.seg.nrrd", "--output-segmentation", d / "mr.seg.nrrd"],
-         "--output-segmentation " + f"{d}/mr.seg.nrrd: is also the --segmentation input"),
+        (
+            [
+                "--output-transform",
+                d / "t.h5",
+                "--segmentation",
+                d / "mr.seg.nrrd",
+                "--output-segmentation",
+                d / "mr.seg.nrrd",
+            ],
+            "--output-segmentation " + f"{d}/mr.seg.nrrd: is also the --segmentation input",
+        ),
     ):
-        run = subprocess.run([sys.executable, script, "--moving", d / "mr.nii.gz", "--fixed", d / "us.nii.gz", *map(str, args)],
-                             capture_output=True, text=True, env=subprocess_env(), timeout=300)
+        run = subprocess.run(
+            [sys.executable, script, "--moving", d / "mr.nii.gz", "--fixed", d / "us.nii.gz", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            timeout=300,
+        )
         assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
         assert message in run.stderr
     assert snapshot(d) == before
@@ -128,12 +177,28 @@ def test_a_training_never_replaces_what_it_was_not_asked_to(phantom_folder, tmp_
     base = ["train", "--data_dir", phantom_folder, "--output_dir", run_dir, "--total_iterations", "2", *TINY_NETWORK]
     victim = tmp_path / "victim.nii.gz"
     victim.write_bytes(b"an image")
-    refused(tmp_path, *base, "--file_model_save", victim, match=f"--file_model_save {victim}: unsupported file type '.nii.gz'; use .pt")
+    refused(
+        tmp_path,
+        *base,
+        "--file_model_save",
+        victim,
+        match=f"--file_model_save {victim}: unsupported file type '.nii.gz'; use .pt",
+    )
     refused(tmp_path, *base, "--resume", match=f"--output_dir {run_dir}: has no checkpoint.pt to resume")
     assert run_labelreg(*base).returncode == 0
-    refused(tmp_path, *base, match=f"--output_dir {run_dir}: holds a training already (checkpoint.pt); --resume continues it, --overwrite starts again")
-    refused(tmp_path, *base, "--resume", "--learning_rate", "1e-3",
-            match="was trained with other settings (learning_rate 0.0001 -> 0.001); resume with the same ones")
+    refused(
+        tmp_path,
+        *base,
+        match=f"--output_dir {run_dir}: holds a training already (checkpoint.pt); --resume continues it, --overwrite starts again",
+    )
+    refused(
+        tmp_path,
+        *base,
+        "--resume",
+        "--learning_rate",
+        "1e-3",
+        match="was trained with other settings (learning_rate 0.0001 -> 0.001); resume with the same ones",
+    )
     assert run_labelreg(*base, "--resume", "--total_iterations", "3").returncode == 0  # training longer is allowed
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -150,9 +215,23 @@ def test_a_training_never_replaces_what_it_was_not_asked_to(phantom_folder, tmp_
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_training_says_so_in_one_line_and_leaves_no_temporary_file(phantom_folder, tmp_path, signum):
-    process = subprocess.Popen(labelreg_command("train", "--data_dir", phantom_folder, "--output_dir", tmp_path / "run", "--total_iterations", "100000",
-                                                *TINY_NETWORK, "--progress-json"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    process = subprocess.Popen(
+        labelreg_command(
+            "train",
+            "--data_dir",
+            phantom_folder,
+            "--output_dir",
+            tmp_path / "run",
+            "--total_iterations",
+            "100000",
+            *TINY_NETWORK,
+            "--progress-json",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
     try:
         assert '"event": "start"' in process.stdout.readline()
         time.sleep(1)
@@ -160,6 +239,10 @@ def test_an_interrupted_training_says_so_in_one_line_and_leaves_no_temporary_fil
         _out, err = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130 and err.strip().splitlines()[-1] == "labelreg train: interrupted" and "Traceback" not in err
+    assert (
+        process.returncode == 130
+        and err.strip().splitlines()[-1] == "labelreg train: interrupted"
+        and "Traceback" not in err
+    )
     assert not (tmp_path / "run" / ".labelreg-train.lock").exists()
     assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")], "hidden temporary files left"

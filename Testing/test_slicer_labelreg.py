@@ -78,7 +78,9 @@ def _phantom_scene(slicer, seed=1002):
     labels = np.zeros(pair.moving_image.shape, np.uint8)
     labels[pair.moving_labels[0].array > 0.5] = 1
     labels[pair.moving_labels[1].array > 0.5] = 2
-    labelmap = _volume_node(slicer, pair.moving_image.with_array(labels), "MR labels", parent, "vtkMRMLLabelMapVolumeNode")
+    labelmap = _volume_node(
+        slicer, pair.moving_image.with_array(labels), "MR labels", parent, "vtkMRMLLabelMapVolumeNode"
+    )
     segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "MR segmentation")
     segmentation.SetAndObserveTransformNodeID(parent.GetID())
     assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
@@ -109,13 +111,21 @@ def test_logic_registers_a_phantom_and_the_exported_labelmap_matches_the_engine(
     engine_gland = warp_volume(pair.moving_labels[0], result.displacement, "nearest")
     engine_landmark = warp_volume(pair.moving_labels[1], result.displacement, "nearest")
     target_gland, target_landmark = pair.fixed_labels[0], pair.fixed_labels[1]
-    before_gland = warp_volume(pair.moving_labels[0], result.displacement.with_array(np.zeros_like(result.displacement.array) + result.initial[:3, 3]))
-    before_landmark = warp_volume(pair.moving_labels[1], result.displacement.with_array(np.zeros_like(result.displacement.array) + result.initial[:3, 3]))
+    before_gland = warp_volume(
+        pair.moving_labels[0],
+        result.displacement.with_array(np.zeros_like(result.displacement.array) + result.initial[:3, 3]),
+    )
+    before_landmark = warp_volume(
+        pair.moving_labels[1],
+        result.displacement.with_array(np.zeros_like(result.displacement.array) + result.initial[:3, 3]),
+    )
 
     slicer_dice, engine_dice = dice(gland_after.array, target_gland.array), dice(engine_gland.array, target_gland.array)
     slicer_tre, engine_tre = tre_mm(landmark_after, target_landmark), tre_mm(engine_landmark, target_landmark)
-    print(f"gland Dice before {dice(before_gland.array, target_gland.array):.4f} slicer {slicer_dice:.4f} engine {engine_dice:.4f}; "
-          f"landmark TRE before {tre_mm(before_landmark, target_landmark):.3f} slicer {slicer_tre:.3f} engine {engine_tre:.3f}")
+    print(
+        f"gland Dice before {dice(before_gland.array, target_gland.array):.4f} slicer {slicer_dice:.4f} engine {engine_dice:.4f}; "
+        f"landmark TRE before {tre_mm(before_landmark, target_landmark):.3f} slicer {slicer_tre:.3f} engine {engine_tre:.3f}"
+    )
     assert slicer_dice > dice(before_gland.array, target_gland.array)
     assert slicer_tre < tre_mm(before_landmark, target_landmark)
     assert slicer_dice == pytest.approx(engine_dice, abs=1e-3)
@@ -130,7 +140,9 @@ def test_a_us_larger_than_the_model_was_trained_on_registers_with_the_warning_in
     assert transform.IsA("vtkMRMLGridTransformNode")
     assert len(logic.lastWarnings) == 1 and "larger than the 26x38x28 the model was trained at" in logic.lastWarnings[0]
     assert logic.lastStatus.startswith("Registered in") and logic.lastStatus.endswith(logic.lastWarnings[0])
-    logic.register(moving, fixed_node, transform)  # the phantom itself is smaller than the training volumes: padded, no warning
+    logic.register(
+        moving, fixed_node, transform
+    )  # the phantom itself is smaller than the training volumes: padded, no warning
     assert logic.lastWarnings == [] and "\n" not in logic.lastStatus
 
 
@@ -198,8 +210,15 @@ def test_mr_points_under_the_transform_land_on_the_us_landmarks(slicer, scene, L
     landed_known = _world_points(points, transform)
     targets = np.array([centroid_ras(label) for label in pair.fixed_labels[1:]])
     assert np.linalg.norm(landed_known - targets, axis=1).max() < 1.0
-    before = np.array([centroid_ras(label) for label in pair.moving_labels[1:]]) - (pair.moving_image.center_ras - pair.fixed_image.center_ras)
-    print("target error mm: centres-aligned", np.linalg.norm(before - targets, axis=1).round(2), "network", np.linalg.norm(landed_network - targets, axis=1).round(2))
+    before = np.array([centroid_ras(label) for label in pair.moving_labels[1:]]) - (
+        pair.moving_image.center_ras - pair.fixed_image.center_ras
+    )
+    print(
+        "target error mm: centres-aligned",
+        np.linalg.norm(before - targets, axis=1).round(2),
+        "network",
+        np.linalg.norm(landed_network - targets, axis=1).round(2),
+    )
 
 
 def _world_points(markups, transform) -> np.ndarray:
@@ -271,7 +290,9 @@ def _write_case(slicer, pair, folder):
     labels = np.zeros(pair.moving_image.shape, np.uint8)
     labels[pair.moving_labels[0].array > 0.5] = 1
     labels[pair.moving_labels[1].array > 0.5] = 2
-    labelmap = _volume_node(slicer, pair.moving_image.with_array(labels), "labels", node_class="vtkMRMLLabelMapVolumeNode")
+    labelmap = _volume_node(
+        slicer, pair.moving_image.with_array(labels), "labels", node_class="vtkMRMLLabelMapVolumeNode"
+    )
     segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "seg")
     slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
     storage = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
@@ -288,15 +309,28 @@ def test_batch_script_under_plain_python_matches_the_logic(slicer, scene, LabelR
     rows = []
     for pair in pairs:
         _write_case(slicer, pair, tmp_path)
-        rows.append({"moving": tmp_path / f"{pair.name}_mr.nii.gz", "fixed": tmp_path / f"{pair.name}_us.nrrd", "output_transform": tmp_path / f"{pair.name}.h5",
-                     "segmentation": tmp_path / f"{pair.name}_mr.seg.nrrd", "output_segmentation": tmp_path / f"{pair.name}_on_us.seg.nrrd",
-                     "output_labelmap": tmp_path / f"{pair.name}_labels_on_us.nrrd"})
+        rows.append(
+            {
+                "moving": tmp_path / f"{pair.name}_mr.nii.gz",
+                "fixed": tmp_path / f"{pair.name}_us.nrrd",
+                "output_transform": tmp_path / f"{pair.name}.h5",
+                "segmentation": tmp_path / f"{pair.name}_mr.seg.nrrd",
+                "output_segmentation": tmp_path / f"{pair.name}_on_us.seg.nrrd",
+                "output_labelmap": tmp_path / f"{pair.name}_labels_on_us.nrrd",
+            }
+        )
     with open(tmp_path / "cases.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     script = REPO / "LabelReg" / "Resources" / "Scripts" / "labelreg_batch.py"
-    run = subprocess.run([sys.executable, str(script), "--cases", str(tmp_path / "cases.csv")], capture_output=True, text=True, env=subprocess_env(), timeout=600)
+    run = subprocess.run(
+        [sys.executable, str(script), "--cases", str(tmp_path / "cases.csv")],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("Registered in") == 2
     logic = LabelReg.LabelRegLogic()

@@ -48,8 +48,14 @@ def scene(slicer):
 
 def _run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
     prelude = f"import sys; sys.path.insert(0, {str(REPO / 'LabelReg')!r})\n"
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, timeout=300,
-                          env=subprocess_env(), **kwargs)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(),
+        **kwargs,
+    )
 
 
 # ---------------------------------------------------------------- 2. stop on every platform, never outlive Slicer
@@ -118,9 +124,24 @@ def test_training_ends_when_the_application_that_started_it_is_gone(phantom_fold
 
     application = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     training = TrainingProcess()
-    training.start(train_command(sys.executable, ["--data_dir", str(phantom_folder), "--output_dir", str(tmp_path / "run"),
-                                                  "--total_iterations", "100000", "--num_channel_initial", "4", "--device", "cpu"],
-                                 parent_pid=application.pid))
+    training.start(
+        train_command(
+            sys.executable,
+            [
+                "--data_dir",
+                str(phantom_folder),
+                "--output_dir",
+                str(tmp_path / "run"),
+                "--total_iterations",
+                "100000",
+                "--num_channel_initial",
+                "4",
+                "--device",
+                "cpu",
+            ],
+            parent_pid=application.pid,
+        )
+    )
     try:
         deadline = time.monotonic() + 120
         while "step" not in training.progress and time.monotonic() < deadline:
@@ -193,10 +214,20 @@ def test_every_user_action_that_reads_images_or_trains_checks_the_dependencies_f
     for name in ("onCheckData", "onStart"):
         method = ast.unparse(next(f for f in widget.body if isinstance(f, ast.FunctionDef) and f.name == name))
         assert "ensureDependencies" in method, name
-        assert method.index("ensureDependencies") < method.index("self.logic.s"), f"{name} reads data before checking the dependencies"
-    register = ast.unparse(next(f for f in next(n for n in ast.parse(LABELREG.read_text()).body
-                                                if isinstance(n, ast.ClassDef) and n.name == "LabelRegWidget").body
-                                if isinstance(f, ast.FunctionDef) and f.name == "onRegisterButton"))
+        assert method.index("ensureDependencies") < method.index("self.logic.s"), (
+            f"{name} reads data before checking the dependencies"
+        )
+    register = ast.unparse(
+        next(
+            f
+            for f in next(
+                n
+                for n in ast.parse(LABELREG.read_text()).body
+                if isinstance(n, ast.ClassDef) and n.name == "LabelRegWidget"
+            ).body
+            if isinstance(f, ast.FunctionDef) and f.name == "onRegisterButton"
+        )
+    )
     assert register.index("ensureDependencies") < register.index("self.logic.register")
 
 
@@ -292,13 +323,20 @@ def test_registrations_leave_only_their_declared_outputs_each_with_a_display_nod
     before = _count_by_class(scene)
     outputs = []
     for _ in range(3):
-        transform = logic.register(moving, fixed, segmentationNode=segmentation, segmentationMode="harden", createLabelmap=True)
+        transform = logic.register(
+            moving, fixed, segmentationNode=segmentation, segmentationMode="harden", createLabelmap=True
+        )
         outputs += [transform, logic.lastCarriedSegmentationNode, logic.lastLabelmapNode]
         moving.SetAndObserveTransformNodeID(None)
     added = _count_by_class(scene) - before
-    display = {"vtkMRMLGridTransformNode": "vtkMRMLTransformDisplayNode", "vtkMRMLSegmentationNode": "vtkMRMLSegmentationDisplayNode",
-               "vtkMRMLLabelMapVolumeNode": "vtkMRMLLabelMapVolumeDisplayNode"}
-    expected = Counter(node.GetClassName() for node in outputs) + Counter(display[node.GetClassName()] for node in outputs)
+    display = {
+        "vtkMRMLGridTransformNode": "vtkMRMLTransformDisplayNode",
+        "vtkMRMLSegmentationNode": "vtkMRMLSegmentationDisplayNode",
+        "vtkMRMLLabelMapVolumeNode": "vtkMRMLLabelMapVolumeDisplayNode",
+    }
+    expected = Counter(node.GetClassName() for node in outputs) + Counter(
+        display[node.GetClassName()] for node in outputs
+    )
     assert added == expected, f"added {dict(added)}, declared {dict(expected)}"
     for node in outputs:
         assert node.GetDisplayNode() is not None, f"{node.GetName()} has no display node"
@@ -329,7 +367,11 @@ def test_a_model_file_rewritten_in_place_is_loaded_again(tmp_path, tiny_model):
     shutil.copy(default_model_path(), path)  # retrained into the same file
     second = catalogue.registrar(path, "cpu")
     assert second is not first
-    assert second.header["architecture"]["num_channel_initial"] == 16 != first.header["architecture"]["num_channel_initial"]
+    assert (
+        second.header["architecture"]["num_channel_initial"]
+        == 16
+        != first.header["architecture"]["num_channel_initial"]
+    )
     assert len(catalogue._registrars) == 1  # the stale model was let go
 
 
@@ -338,12 +380,18 @@ def test_the_training_command_runs_from_an_installed_layout(tmp_path):
     """An installed extension puts the scripted modules side by side (no ../LabelReg folder), and Slicer's Python
     knows nothing of a checkout: the command the module builds must find LabelRegLib by itself."""
     installed = tmp_path / "lib" / "Slicer-5.8" / "qt-scripted-modules"
-    shutil.copytree(REPO / "LabelReg" / "LabelRegLib", installed / "LabelRegLib", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "LabelReg" / "Resources" / "Models", installed / "Resources" / "Models", ignore=shutil.ignore_patterns("*.pt"))
+    shutil.copytree(
+        REPO / "LabelReg" / "LabelRegLib", installed / "LabelRegLib", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(
+        REPO / "LabelReg" / "Resources" / "Models",
+        installed / "Resources" / "Models",
+        ignore=shutil.ignore_patterns("*.pt"),
+    )
     for module in (LABELREG, TRAINING):
         shutil.copy(module, installed / module.name)
     slicer_python = tmp_path / "PythonSlicer"  # a Python without this checkout's editable install on its path
-    slicer_python.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    slicer_python.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
     slicer_python.chmod(0o755)
     code = f"""
         import os, subprocess, sys
@@ -354,14 +402,20 @@ def test_the_training_command_runs_from_an_installed_layout(tmp_path):
         assert LabelRegTraining.__file__.startswith({str(installed)!r}), LabelRegTraining.__file__
         logic = LabelRegTraining.LabelRegTrainingLogic()
         p = logic.getParameterNode()
-        p.dataFolder, p.outputModel = {str(tmp_path / 'data')!r}, {str(tmp_path / 'model.pt')!r}
+        p.dataFolder, p.outputModel = {str(tmp_path / "data")!r}, {str(tmp_path / "model.pt")!r}
         command = [{str(slicer_python)!r}, *logic.command(p, False)[1:], "--help"]
         env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname({str(installed)!r}), "LabelReg"))  # what a source layout gives
         result = subprocess.run(command, capture_output=True, text=True, env=env, cwd={str(tmp_path)!r})
         print(result.returncode, result.stdout[:200], result.stderr[-500:])
     """
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("0 usage: labelreg train"), result.stdout
 
@@ -379,10 +433,20 @@ def test_the_panel_with_default_settings_trains_exactly_the_recipe(slicer, scene
     p.dataFolder, p.outputModel = str(tmp_path / "data"), str(tmp_path / "model.pt")
     from_panel = asdict(train_config(build_parser().parse_args(["train", *logic.trainArguments(p, resume=False)])))
     recipe = asdict(train_config_from_ini(logic.recipePath()))
-    data_and_output = {"data_dir", "dir_moving_image", "dir_fixed_image", "dir_moving_label", "dir_fixed_label", "output_dir", "file_model_save"}
+    data_and_output = {
+        "data_dir",
+        "dir_moving_image",
+        "dir_fixed_image",
+        "dir_moving_label",
+        "dir_fixed_label",
+        "output_dir",
+        "file_model_save",
+    }
     differing = {key for key in recipe if recipe[key] != from_panel[key]}
     assert differing <= data_and_output, {key: (recipe[key], from_panel[key]) for key in differing - data_and_output}
-    assert from_panel["norm"] == "instance" and from_panel["working_spacing"] == 2.5  # not the tutorial's BatchNorm at full resolution
+    assert (
+        from_panel["norm"] == "instance" and from_panel["working_spacing"] == 2.5
+    )  # not the tutorial's BatchNorm at full resolution
     assert from_panel["data_dir"] == p.dataFolder and from_panel["file_model_save"] == os.path.abspath(p.outputModel)
     import typing
 
@@ -424,9 +488,13 @@ def test_dependencies_are_installed_only_after_asking_with_a_minimum_torch(slice
 
     LabelReg, _ = modules
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("torch", "nibabel") else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("torch", "nibabel") else real_find_spec(name, *a)
+    )
     asked, installed = [], []
-    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, *a, **k: asked.append(text) or False, raising=False)
+    monkeypatch.setattr(
+        slicer.util, "confirmOkCancelDisplay", lambda text, *a, **k: asked.append(text) or False, raising=False
+    )
     monkeypatch.setattr(slicer.util, "pip_install", lambda requirement: installed.append(requirement), raising=False)
     monkeypatch.setitem(sys.modules, "PyTorchUtils", None)
     with pytest.raises(RuntimeError, match="needs the PyTorch extension. Install it in the Extensions Manager"):
@@ -453,4 +521,6 @@ def test_module_methods_orchestrate_in_a_few_dozen_lines(path):
         for method in (n for n in cls.body if isinstance(n, ast.FunctionDef)):
             length = method.end_lineno - method.lineno + 1
             assert length <= 50, f"{cls.name}.{method.name} is {length} lines: move the work into LabelRegLib"
-    assert not re.search(r"^import (threading|queue|subprocess|signal|atexit)", path.read_text(), re.M), "process and thread work lives in LabelRegLib"
+    assert not re.search(r"^import (threading|queue|subprocess|signal|atexit)", path.read_text(), re.M), (
+        "process and thread work lives in LabelRegLib"
+    )

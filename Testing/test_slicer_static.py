@@ -37,7 +37,9 @@ def _ui_bindings(name) -> dict:
 def _parameter_class_fields(name) -> set:
     tree = ast.parse(_module_source(name))
     for node in tree.body:
-        if isinstance(node, ast.ClassDef) and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list):
+        if isinstance(node, ast.ClassDef) and any(
+            getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list
+        ):
             return {item.target.id for item in node.body if isinstance(item, ast.AnnAssign)}
     raise AssertionError(f"{name}.py has no @parameterNodeWrapper class")
 
@@ -81,11 +83,19 @@ def test_cmake_lists_the_resources(name):
     cmake = (REPO / name / "CMakeLists.txt").read_text()
     for resource in (REPO / name / "Resources").rglob("*"):
         if resource.is_file() and resource.suffix in (".ui", ".png", ".py", ".pt"):
-            relative = resource.relative_to(REPO / name).as_posix().replace(name, "${MODULE_NAME}", 1) if resource.stem == name else resource.relative_to(REPO / name).as_posix()
-            assert relative in cmake or resource.relative_to(REPO / name).as_posix() in cmake, f"{resource} is not listed in {name}/CMakeLists.txt"
+            relative = (
+                resource.relative_to(REPO / name).as_posix().replace(name, "${MODULE_NAME}", 1)
+                if resource.stem == name
+                else resource.relative_to(REPO / name).as_posix()
+            )
+            assert relative in cmake or resource.relative_to(REPO / name).as_posix() in cmake, (
+                f"{resource} is not listed in {name}/CMakeLists.txt"
+            )
     if name == "LabelReg":
         for source in (REPO / name / "LabelRegLib").glob("*.py"):
-            assert f"${{MODULE_NAME}}Lib/{source.name}" in cmake, f"{source.name} is not listed in LabelReg/CMakeLists.txt"
+            assert f"${{MODULE_NAME}}Lib/{source.name}" in cmake, (
+                f"{source.name} is not listed in LabelReg/CMakeLists.txt"
+            )
 
 
 # What Slicer's parameterNodeWrapper GUI connectors bind (slicer/parameterNodeWrapper/guiConnectors.py)
@@ -101,7 +111,12 @@ CONNECTABLE = {
 
 def _parameter_annotations(name) -> dict:
     tree = ast.parse(_module_source(name))
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in n.decorator_list))
+    cls = next(
+        n
+        for n in tree.body
+        if isinstance(n, ast.ClassDef)
+        and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in n.decorator_list)
+    )
     return {item.target.id: ast.unparse(item.annotation) for item in cls.body if isinstance(item, ast.AnnAssign)}
 
 
@@ -111,7 +126,9 @@ def test_bound_widgets_can_represent_their_parameter_type(name):
     widget_class = {w.get("name"): w.get("class") for w in _ui(name).iter("widget")}
     for widget, parameter in _ui_bindings(name).items():
         annotation = annotations[parameter]
-        base = annotation.split("[", 1)[1].split(",", 1)[0].strip() if annotation.startswith("Annotated[") else annotation
+        base = (
+            annotation.split("[", 1)[1].split(",", 1)[0].strip() if annotation.startswith("Annotated[") else annotation
+        )
         cls = widget_class[widget]
         if cls == "qMRMLNodeComboBox":
             assert base.startswith("vtkMRML"), f"{widget} binds {parameter}: {annotation}"

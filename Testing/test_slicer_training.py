@@ -74,7 +74,9 @@ def test_start_stop_resume_finish_and_register(modules, phantom_folder, tmp_path
     assert os.path.realpath(p.outputModel) in labels
     chart = logic.plotChartNode(table)
     assert chart.GetNumberOfPlotSeriesNodes() == 2 and logic.plotChartNode(table) is chart
-    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLPlotViewNode") == 0  # shown in the layout's plot view, no view of its own
+    assert (
+        slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLPlotViewNode") == 0
+    )  # shown in the layout's plot view, no view of its own
 
     from LabelRegLib.mrml import update_volume_node
 
@@ -101,7 +103,10 @@ def test_fine_tuning_starts_from_the_chosen_model_with_its_architecture(modules,
     assert logic.state == "finished", p.status
     header = read_model_payload(tmp_path / "tuned.pt")[0]
     bundled = read_model_payload(start)[0]
-    assert header["architecture"] == bundled["architecture"] and header["working_spacing_mm"] == bundled["working_spacing_mm"]
+    assert (
+        header["architecture"] == bundled["architecture"]
+        and header["working_spacing_mm"] == bundled["working_spacing_mm"]
+    )
     assert header["training"]["initial_model"] == os.path.abspath(start)
 
 
@@ -112,8 +117,12 @@ def test_bad_folders_are_reported_before_any_process_starts(modules, tmp_path):
     pair = make_phantom_pair(0)
     from LabelRegLib.io import write_volume
 
-    write_volume(pair.fixed_labels[:2], tmp_path / "data" / "fixed_labels" / "phantom001.nii.gz")  # landmark-count mismatch
-    (tmp_path / "data" / "fixed_images" / "phantom002.nii.gz").rename(tmp_path / "data" / "fixed_images" / "other.nii.gz")  # unmatched
+    write_volume(
+        pair.fixed_labels[:2], tmp_path / "data" / "fixed_labels" / "phantom001.nii.gz"
+    )  # landmark-count mismatch
+    (tmp_path / "data" / "fixed_images" / "phantom002.nii.gz").rename(
+        tmp_path / "data" / "fixed_images" / "other.nii.gz"
+    )  # unmatched
     p = _parameters(logic, tmp_path / "data", tmp_path / "model.pt")
     text, problems = logic.summariseData(p)
     assert any("phantom001.nii.gz: has 2 landmark(s)" in line for line in problems)

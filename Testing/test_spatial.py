@@ -63,7 +63,9 @@ def test_known_affine_is_undone(phantom):
     shape = phantom.moving_image.shape
     center = (np.array(shape[::-1]) - 1) / 2
     angle = np.deg2rad(7.0)
-    linear = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]) @ np.diag([1.05, 0.97, 1.02])
+    linear = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]) @ np.diag(
+        [1.05, 0.97, 1.02]
+    )
     forward = np.eye(4)
     forward[:3, :3] = linear
     forward[:3, 3] = center - linear @ center + [1.2, -0.8, 0.5]

@@ -22,8 +22,16 @@ def test_validation_dice_rises_while_training_on_phantoms(tmp_path):
 
     # MR fields of view 8 mm off the gland: a misalignment shared by all pairs, which a few dozen steps can learn
     write_phantom_folder(tmp_path / "data", n_pairs=6, fov_offset_mm=(8.0, 0.0, 0.0))
-    model = train_tiny_model(tmp_path / "data", tmp_path / "run", steps=40, learning_rate=1e-3, freq_validation=20, label_sampling="all",
-                             validation_fraction=0.34, norm="instance")
+    model = train_tiny_model(
+        tmp_path / "data",
+        tmp_path / "run",
+        steps=40,
+        learning_rate=1e-3,
+        freq_validation=20,
+        label_sampling="all",
+        validation_fraction=0.34,
+        norm="instance",
+    )
     header, _ = read_model_payload(model)
     lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     validated = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
@@ -45,9 +53,28 @@ def test_split_is_deterministic_and_disjoint():
 
 
 def _train_args(data, out, steps=12, save_every=3, *extra):
-    return ["train", "--data_dir", data, "--output_dir", out, "--total_iterations", steps, "--freq_model_save", save_every,
-            "--freq_validation", 1000, "--freq_info_print", 1, "--deterministic", "true", "--validation_fraction", 0.2,
-            "--progress-json", *TINY_NETWORK, *extra]
+    return [
+        "train",
+        "--data_dir",
+        data,
+        "--output_dir",
+        out,
+        "--total_iterations",
+        steps,
+        "--freq_model_save",
+        save_every,
+        "--freq_validation",
+        1000,
+        "--freq_info_print",
+        1,
+        "--deterministic",
+        "true",
+        "--validation_fraction",
+        0.2,
+        "--progress-json",
+        *TINY_NETWORK,
+        *extra,
+    ]
 
 
 def _weights(path):
@@ -57,13 +84,43 @@ def _weights(path):
 def test_sigkill_then_resume_gives_the_same_weights_as_an_uninterrupted_run(phantom_folder, tmp_path):
     env = subprocess_env()
     # every random augmentation, both weight averages and a learning-rate step after the kill: their state must survive the kill too
-    augmented = ["--translation_mm", 5, "--flip_axes", "jk", "--intensity_gamma", 0.3, "--ema_decay", 0.9, "--segmentation_weight", 0.5,
-                 "--learning_rate_milestones", "[9]", "--learning_rate_decay", 0.5, "--swa_start", 4, "--swa_every", 3,
-                 "--fixed_translation_mm", 3]
-    full = subprocess.run(labelreg_command(*_train_args(phantom_folder, tmp_path / "full", 12, 3, *augmented)), capture_output=True, text=True, env=env, timeout=600)
+    augmented = [
+        "--translation_mm",
+        5,
+        "--flip_axes",
+        "jk",
+        "--intensity_gamma",
+        0.3,
+        "--ema_decay",
+        0.9,
+        "--segmentation_weight",
+        0.5,
+        "--learning_rate_milestones",
+        "[9]",
+        "--learning_rate_decay",
+        0.5,
+        "--swa_start",
+        4,
+        "--swa_every",
+        3,
+        "--fixed_translation_mm",
+        3,
+    ]
+    full = subprocess.run(
+        labelreg_command(*_train_args(phantom_folder, tmp_path / "full", 12, 3, *augmented)),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert full.returncode == 0, full.stderr
 
-    process = subprocess.Popen(labelreg_command(*_train_args(phantom_folder, tmp_path / "killed", 12, 3, *augmented)), stdout=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        labelreg_command(*_train_args(phantom_folder, tmp_path / "killed", 12, 3, *augmented)),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     killed_after = None
     for line in process.stdout:
         record = json.loads(line)
@@ -75,7 +132,13 @@ def test_sigkill_then_resume_gives_the_same_weights_as_an_uninterrupted_run(phan
     assert killed_after is not None and process.returncode == -signal.SIGKILL
     assert not (tmp_path / "killed" / "model.pt").exists()
 
-    resumed = subprocess.run(labelreg_command(*_train_args(phantom_folder, tmp_path / "killed", 12, 3, *augmented), "--resume"), capture_output=True, text=True, env=env, timeout=600)
+    resumed = subprocess.run(
+        labelreg_command(*_train_args(phantom_folder, tmp_path / "killed", 12, 3, *augmented), "--resume"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr
     start = json.loads(resumed.stdout.splitlines()[0])
     assert start["event"] == "start" and start["step"] >= killed_after
@@ -115,7 +178,12 @@ def test_a_checkpoint_half_written_at_kill_time_leaves_the_last_good_one(phantom
 def test_sigkill_at_random_moments_never_corrupts_the_checkpoint(phantom_folder, tmp_path):
     env = subprocess_env()
     for attempt, delay in enumerate([0.05, 0.3, 0.7]):
-        process = subprocess.Popen(labelreg_command(*_train_args(phantom_folder, tmp_path / "run", steps=200, save_every=1)), stdout=subprocess.PIPE, text=True, env=env)
+        process = subprocess.Popen(
+            labelreg_command(*_train_args(phantom_folder, tmp_path / "run", steps=200, save_every=1)),
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for line in process.stdout:
             if json.loads(line)["event"] == "checkpoint":
                 break
@@ -128,8 +196,19 @@ def test_sigkill_at_random_moments_never_corrupts_the_checkpoint(phantom_folder,
 
 def test_two_process_torchrun_gloo_training_splits_samples_and_only_rank0_writes(phantom_folder, tmp_path):
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "LabelRegLib.cli",
-               *map(str, _train_args(phantom_folder, out, steps=4, save_every=2)), "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "LabelRegLib.cli",
+        *map(str, _train_args(phantom_folder, out, steps=4, save_every=2)),
+        "--device",
+        "cpu",
+    ]
     run = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(), timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     reports = {}
@@ -140,8 +219,8 @@ def test_two_process_torchrun_gloo_training_splits_samples_and_only_rank0_writes
     assert sorted(reports) == [0, 1]
     per_step = 2  # minibatch per rank
     for step in range(4):
-        mine = reports[0]["cases"][step * per_step:(step + 1) * per_step]
-        theirs = reports[1]["cases"][step * per_step:(step + 1) * per_step]
+        mine = reports[0]["cases"][step * per_step : (step + 1) * per_step]
+        theirs = reports[1]["cases"][step * per_step : (step + 1) * per_step]
         assert len(mine) == len(theirs) == per_step and not set(mine) & set(theirs), (step, mine, theirs)
     assert reports[1]["wrote"] == []
     assert str(out / "model.pt") in reports[0]["wrote"]

@@ -9,6 +9,7 @@ point ``x + u(x)`` (a resampling transform).
 Submodules are imported on demand so that ``import LabelRegLib`` stays cheap
 (Slicer imports module files at start-up; torch must not load then).
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"

@@ -91,6 +91,14 @@ class Augmentation:
         gammas = self.gamma.draw(n_pairs, generator)
         if self.shift.on:
             thetas = torch.eye(3, 4).repeat(2 * n_pairs, 1, 1) if thetas is None else thetas
-            thetas = self.shift.add(thetas, torch.stack([data.normalised_unit_mm(case) for case in case_indices]), generator)
-        return [{"thetas": None if thetas is None else (thetas[2 * n], thetas[2 * n + 1]), "flip_dims": flips[n], "gammas": gammas[n]}
-                for n in range(n_pairs)]
+            thetas = self.shift.add(
+                thetas, torch.stack([data.normalised_unit_mm(case) for case in case_indices]), generator
+            )
+        return [
+            {
+                "thetas": None if thetas is None else (thetas[2 * n], thetas[2 * n + 1]),
+                "flip_dims": flips[n],
+                "gammas": gammas[n],
+            }
+            for n in range(n_pairs)
+        ]

@@ -23,7 +23,12 @@ CHECKPOINT_FORMAT = "labelreg-checkpoint"
 
 def write_checkpoint(path: Path, architecture: dict, state: dict) -> None:
     """Write ``state`` (tensors, plain containers; ``history`` as a list of dicts) atomically."""
-    payload = {"format": CHECKPOINT_FORMAT, **state, "history": json.dumps(state["history"]), "architecture": json.dumps(architecture)}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        **state,
+        "history": json.dumps(state["history"]),
+        "architecture": json.dumps(architecture),
+    }
     with atomic_output(path) as temporary:
         torch.save(payload, temporary)
 
@@ -33,9 +38,14 @@ def read_checkpoint(path: Path, architecture: dict) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ModelFileError(path, f"is not a LabelReg training checkpoint and must not be trusted ({str(error).splitlines()[0]})") from error
+        raise ModelFileError(
+            path, f"is not a LabelReg training checkpoint and must not be trusted ({str(error).splitlines()[0]})"
+        ) from error
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(path, "is not a LabelReg training checkpoint")
     if json.loads(state["architecture"]) != architecture:
-        raise ModelFileError(path, f"was trained with another architecture {state['architecture']}; resume needs the same network settings")
+        raise ModelFileError(
+            path,
+            f"was trained with another architecture {state['architecture']}; resume needs the same network settings",
+        )
     return {**state, "history": json.loads(state["history"])}

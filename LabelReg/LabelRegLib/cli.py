@@ -29,11 +29,25 @@ def _add_train_parser(commands):
         "plus LabelReg's own), then from the flags below, which override the file.",
     )
     parser.add_argument("config", nargs="?", help="label-reg style .ini file ([Data], [Network], [Loss], [Train])")
-    parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoint.pt (same settings; total_iterations may change)")
-    parser.add_argument("--overwrite", action="store_true", help="start again in an output folder that holds a training (its files are replaced)")
-    parser.add_argument("--progress-json", action="store_true", help="print one JSON object per line (step, losses, metrics, ETA)")
-    parser.add_argument("--exit-with-parent", type=int, metavar="PID", help="stop (the last checkpoint kept) once process PID has ended "
-                        "(the application that started this training)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from <output_dir>/checkpoint.pt (same settings; total_iterations may change)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in an output folder that holds a training (its files are replaced)",
+    )
+    parser.add_argument(
+        "--progress-json", action="store_true", help="print one JSON object per line (step, losses, metrics, ETA)"
+    )
+    parser.add_argument(
+        "--exit-with-parent",
+        type=int,
+        metavar="PID",
+        help="stop (the last checkpoint kept) once process PID has ended (the application that started this training)",
+    )
     add_arguments(parser)
     parser.set_defaults(func=run_train)
 
@@ -81,12 +95,19 @@ def _add_register_parser(commands):
         parser.add_argument("--warped-image", help="moving image resampled on the fixed grid")
         parser.add_argument("--moving-label", help="moving label / landmark file to warp (3D, 4D or .seg.nrrd)")
         parser.add_argument("--warped-label", help="output of the warped labels on the fixed grid")
-        parser.add_argument("--pairs", help="CSV with columns moving, fixed, output_transform[, warped_image, moving_label, warped_label]")
+        parser.add_argument(
+            "--pairs",
+            help="CSV with columns moving, fixed, output_transform[, warped_image, moving_label, warped_label]",
+        )
         parser.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
         parser.set_defaults(func=run_register)
 
 
-OUTPUT_OPTIONS = {"output_transform": "--output-transform", "warped_image": "--warped-image", "warped_label": "--warped-label"}
+OUTPUT_OPTIONS = {
+    "output_transform": "--output-transform",
+    "warped_image": "--warped-image",
+    "warped_label": "--warped-label",
+}
 INPUT_OPTIONS = {"moving": "--moving", "fixed": "--fixed", "moving_label": "--moving-label"}
 
 
@@ -101,13 +122,19 @@ def _check_register_jobs(jobs: list[dict], model: str | None, overwrite: bool, r
     outputs, inputs, suffixes = {}, {"--model": model}, {}
     for n, job in jobs:
         if not any(job.get(key) for key in OUTPUT_OPTIONS):
-            raise LabelRegError(f"{name(n, 'moving', INPUT_OPTIONS)} {job['moving']}: nothing to write; give --output-transform, --warped-image or --warped-label")
+            raise LabelRegError(
+                f"{name(n, 'moving', INPUT_OPTIONS)} {job['moving']}: nothing to write; give --output-transform, --warped-image or --warped-label"
+            )
         if bool(job.get("moving_label")) != bool(job.get("warped_label")):
-            raise LabelRegError(f"{'row ' + str(n) + ': ' if rows else ''}--moving-label and --warped-label go together")
+            raise LabelRegError(
+                f"{'row ' + str(n) + ': ' if rows else ''}--moving-label and --warped-label go together"
+            )
         inputs.update({name(n, key, INPUT_OPTIONS): job.get(key) for key in INPUT_OPTIONS})
         for key in OUTPUT_OPTIONS:
             outputs[name(n, key, OUTPUT_OPTIONS)] = job.get(key)
-            suffixes[name(n, key, OUTPUT_OPTIONS)] = TRANSFORM_OUTPUT_SUFFIXES if key == "output_transform" else VOLUME_SUFFIXES
+            suffixes[name(n, key, OUTPUT_OPTIONS)] = (
+                TRANSFORM_OUTPUT_SUFFIXES if key == "output_transform" else VOLUME_SUFFIXES
+            )
     check_outputs(outputs, inputs, overwrite, suffixes)
 
 
@@ -169,15 +196,32 @@ def _register_from_ini(args) -> int:
     from .registration import Registrar
 
     settings = inference_settings_from_ini(args.config)
-    folders = resolve_folders(None, settings.get("dir_moving_image"), settings.get("dir_fixed_image"), settings.get("dir_moving_label"), settings.get("dir_fixed_label"))
+    folders = resolve_folders(
+        None,
+        settings.get("dir_moving_image"),
+        settings.get("dir_fixed_image"),
+        settings.get("dir_moving_label"),
+        settings.get("dir_fixed_label"),
+    )
     has_labels = "dir_moving_label" in settings
     cases, problems = scan_case_files(folders, need_labels=has_labels)
     if problems:
         raise DataError(args.config, problems)
     out = Path(settings.get("dir_save", "."))
-    jobs = [(n, {"moving": case.moving_image, "fixed": case.fixed_image, "moving_label": case.moving_label if has_labels else None,
-                 "output_transform": out / f"{case.name}_ddf.nii.gz", "warped_image": out / f"{case.name}_warped_image.nii.gz",
-                 "warped_label": out / f"{case.name}_warped_label.nii.gz" if has_labels else None}) for n, case in enumerate(cases, 1)]
+    jobs = [
+        (
+            n,
+            {
+                "moving": case.moving_image,
+                "fixed": case.fixed_image,
+                "moving_label": case.moving_label if has_labels else None,
+                "output_transform": out / f"{case.name}_ddf.nii.gz",
+                "warped_image": out / f"{case.name}_warped_image.nii.gz",
+                "warped_label": out / f"{case.name}_warped_label.nii.gz" if has_labels else None,
+            },
+        )
+        for n, case in enumerate(cases, 1)
+    ]
     model = args.model or settings.get("file_model_saved")
     _check_register_jobs(jobs, model, args.overwrite, rows=True)
     registrar = Registrar(model, args.device if args.device != "auto" else settings.get("device", "auto"))
@@ -203,7 +247,10 @@ def _pictures(command: str, wanted: bool = True) -> bool:
     import importlib.util
 
     if wanted and importlib.util.find_spec("matplotlib") is None:
-        print(f"labelreg {command}: warning: matplotlib is not installed (pip install matplotlib): no pictures, metrics only", file=sys.stderr)
+        print(
+            f"labelreg {command}: warning: matplotlib is not installed (pip install matplotlib): no pictures, metrics only",
+            file=sys.stderr,
+        )
         return False
     return wanted
 
@@ -219,8 +266,14 @@ def run_evaluate(args) -> int:
     if args.cases:
         wanted = set(args.cases.split(","))
         cases = [case for case in cases if case.name in wanted]
-    summary, _ = evaluate_cases(Registrar(args.model, args.device), cases, args.output, args.init, _pictures("evaluate", not args.no_pictures),
-                                passes=args.passes)
+    summary, _ = evaluate_cases(
+        Registrar(args.model, args.device),
+        cases,
+        args.output,
+        args.init,
+        _pictures("evaluate", not args.no_pictures),
+        passes=args.passes,
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -229,7 +282,9 @@ def run_evaluate(args) -> int:
 def _add_demo_parser(commands):
     parser = commands.add_parser("demo", help="register built-in phantom pairs and print a before/after table")
     parser.add_argument("--model", help="model file (default: the bundled model)")
-    parser.add_argument("--output", default="labelreg-demo", help="folder for the pictures and metrics (default: labelreg-demo)")
+    parser.add_argument(
+        "--output", default="labelreg-demo", help="folder for the pictures and metrics (default: labelreg-demo)"
+    )
     parser.add_argument("--device", default="auto")
     parser.set_defaults(func=run_demo)
 
@@ -250,11 +305,15 @@ def run_demo(args) -> int:
     summary, rows = evaluate_cases(registrar, cases, args.output, log=lambda *_: None, pictures=pictures)
     print(f"{'case':<12}{'landmark':>9}{'Dice before':>13}{'Dice after':>12}{'TRE before mm':>15}{'TRE after mm':>14}")
     for row in rows:
-        print(f"{row['case']:<12}{row['landmark']:>9}{row['dice_before']:>13.3f}{row['dice_after']:>12.3f}"
-              f"{row['tre_mm_before']:>15.2f}{row['tre_mm_after']:>14.2f}")
-    print(f"median gland Dice {summary['gland_dice_before_median']:.3f} -> {summary['gland_dice_median']:.3f}; "
-          f"median landmark TRE {summary['tre_mm_before_median']:.2f} -> {summary['tre_mm_median']:.2f} mm; "
-          f"registration {summary['runtime_s_median']:.2f} s per pair on {registrar.device}")
+        print(
+            f"{row['case']:<12}{row['landmark']:>9}{row['dice_before']:>13.3f}{row['dice_after']:>12.3f}"
+            f"{row['tre_mm_before']:>15.2f}{row['tre_mm_after']:>14.2f}"
+        )
+    print(
+        f"median gland Dice {summary['gland_dice_before_median']:.3f} -> {summary['gland_dice_median']:.3f}; "
+        f"median landmark TRE {summary['tre_mm_before_median']:.2f} -> {summary['tre_mm_median']:.2f} mm; "
+        f"registration {summary['runtime_s_median']:.2f} s per pair on {registrar.device}"
+    )
     print(f"{'pictures and metrics.csv' if pictures else 'metrics.csv'} in {Path(args.output).resolve()}")
     return 0
 
@@ -278,7 +337,9 @@ def run_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="labelreg", description="Weakly-supervised MR to TRUS registration (LocalNet, Hu et al. 2018).")
+    parser = argparse.ArgumentParser(
+        prog="labelreg", description="Weakly-supervised MR to TRUS registration (LocalNet, Hu et al. 2018)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(commands)
     _add_register_parser(commands)
@@ -298,7 +359,9 @@ def main(argv=None) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     # the engine's warnings (e.g. a US larger than the model's training volumes) in the style of the errors below
     show = warnings.showwarning
-    warnings.showwarning = lambda message, *_rest, **_kw: print(f"labelreg {args.command}: warning: {message}", file=sys.stderr)
+    warnings.showwarning = lambda message, *_rest, **_kw: print(
+        f"labelreg {args.command}: warning: {message}", file=sys.stderr
+    )
     try:
         return args.func(args)
     except LabelRegError as error:

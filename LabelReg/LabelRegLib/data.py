@@ -37,7 +37,9 @@ def check_label_grid(image: Volume, labels: list[Volume], label_source: str) -> 
     """Labels must share their image's grid (shape and geometry)."""
     for label in labels:
         if label.shape != image.shape:
-            raise InputError(label_source, f"label size {label.shape[::-1]} (i, j, k) differs from its image's {image.shape[::-1]}")
+            raise InputError(
+                label_source, f"label size {label.shape[::-1]} (i, j, k) differs from its image's {image.shape[::-1]}"
+            )
         if not np.allclose(label.ijk_to_ras, image.ijk_to_ras, atol=1e-3):
             raise InputError(label_source, "label geometry (origin, spacing or direction) differs from its image's")
 
@@ -57,7 +59,9 @@ def match_segments_by_name(moving_labels: list[Volume], fixed_labels: list[Volum
     missing = [label.name for label in moving_labels if label.name not in fixed_by_name]
     extra = sorted(set(fixed_by_name) - {label.name for label in moving_labels})
     if missing or extra:
-        raise InputError(fixed_source, f"segment names do not match the moving segmentation: missing {missing}, extra {extra}")
+        raise InputError(
+            fixed_source, f"segment names do not match the moving segmentation: missing {missing}, extra {extra}"
+        )
     return [fixed_by_name[label.name] for label in moving_labels]
 
 
@@ -102,7 +106,9 @@ class DataError(InputError):
         super().__init__(source, f"{len(self.problems)} problem(s) in the data:\n  {listing}")
 
 
-def resolve_folders(data_dir=None, moving_images=None, fixed_images=None, moving_labels=None, fixed_labels=None) -> dict:
+def resolve_folders(
+    data_dir=None, moving_images=None, fixed_images=None, moving_labels=None, fixed_labels=None
+) -> dict:
     """The four folders: explicit ones win over ``data_dir/<standard name>``; labels are optional."""
     explicit = dict(zip(FOLDERS, (moving_images, fixed_images, moving_labels, fixed_labels)))
     folders = {}
@@ -128,7 +134,9 @@ def scan_case_files(folders: dict, need_labels: bool = True) -> tuple[list[CaseF
             continue
         files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
         unsupported = [p for p in files if not is_volume_file(p)]
-        problems += [f"{p}: unsupported file type (expected .nii, .nii.gz, .nrrd, .seg.nrrd, .mha)" for p in unsupported]
+        problems += [
+            f"{p}: unsupported file type (expected .nii, .nii.gz, .nrrd, .seg.nrrd, .mha)" for p in unsupported
+        ]
         by_folder[key] = {strip_suffix(p): p for p in files if is_volume_file(p)}
         if not by_folder[key]:
             problems.append(f"{folder}: no image files")
@@ -143,7 +151,11 @@ def scan_case_files(folders: dict, need_labels: bool = True) -> tuple[list[CaseF
             continue
         files = {key: by_folder.get(key, {}).get(name) for key in FOLDERS}
         if "moving_images" in by_folder and "fixed_images" in by_folder:
-            cases.append(CaseFiles(name, files["moving_images"], files["fixed_images"], files["moving_labels"], files["fixed_labels"]))
+            cases.append(
+                CaseFiles(
+                    name, files["moving_images"], files["fixed_images"], files["moving_labels"], files["fixed_labels"]
+                )
+            )
     return cases, problems
 
 
@@ -152,7 +164,9 @@ def load_cases(case_files: list[CaseFiles]) -> tuple[list[Case], list[str]]:
     cases, problems = [], []
     for files in case_files:
         try:
-            cases.append(load_case(files.moving_image, files.fixed_image, files.moving_label, files.fixed_label, files.name))
+            cases.append(
+                load_case(files.moving_image, files.fixed_image, files.moving_label, files.fixed_label, files.name)
+            )
         except InputError as error:
             problems.append(str(error))
     return cases, problems

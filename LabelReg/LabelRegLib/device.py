@@ -36,7 +36,9 @@ def select_device(name: str = "auto"):
     if kind not in DEVICE_CHOICES:
         raise DeviceError(f"Unknown device '{name}'; choose one of {', '.join(DEVICE_CHOICES)}.")
     if kind not in available:
-        raise DeviceError(f"Device '{name}' was requested but is not available here; available: {', '.join(available)}.")
+        raise DeviceError(
+            f"Device '{name}' was requested but is not available here; available: {', '.join(available)}."
+        )
     if kind == "cuda" and ":" in name and int(name.split(":")[1]) >= torch.cuda.device_count():
         raise DeviceError(f"Device '{name}' was requested but only {torch.cuda.device_count()} CUDA device(s) exist.")
     return torch.device(name)

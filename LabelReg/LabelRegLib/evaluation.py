@@ -16,7 +16,16 @@ from .metrics import dice, folding, tre_mm
 from .registration import Registrar, RegistrationResult
 from .spatial import resample_volume
 
-METRIC_COLUMNS = ["case", "landmark", "dice_before", "dice_after", "tre_mm_before", "tre_mm_after", "folding", "runtime_s"]
+METRIC_COLUMNS = [
+    "case",
+    "landmark",
+    "dice_before",
+    "dice_after",
+    "tre_mm_before",
+    "tre_mm_after",
+    "folding",
+    "runtime_s",
+]
 
 
 @dataclass
@@ -27,7 +36,9 @@ class CaseEvaluation:
     after_labels: list  # moving labels on the fixed grid after the registration
 
 
-def evaluate_case(registrar: Registrar, case: Case, alignment: str | None = None, passes: int | None = None) -> CaseEvaluation:
+def evaluate_case(
+    registrar: Registrar, case: Case, alignment: str | None = None, passes: int | None = None
+) -> CaseEvaluation:
     """Register one case and measure every landmark before (initial alignment only) and after."""
     fixed = case.fixed_image
     result = registrar.register(case.moving_image, fixed, alignment, passes)
@@ -81,7 +92,15 @@ def write_summary(summary: dict, path: Path) -> None:
         temporary.write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def evaluate_cases(registrar: Registrar, cases: list[Case], output_dir: str | Path, alignment: str | None = None, pictures: bool = True, log=print, passes: int | None = None) -> tuple[dict, list[dict]]:
+def evaluate_cases(
+    registrar: Registrar,
+    cases: list[Case],
+    output_dir: str | Path,
+    alignment: str | None = None,
+    pictures: bool = True,
+    log=print,
+    passes: int | None = None,
+) -> tuple[dict, list[dict]]:
     """Evaluate every case; write ``metrics.csv``, ``summary.json`` and one PNG per case into ``output_dir``.
     Returns the summary and the per-landmark rows."""
     from .figures import case_figure
@@ -93,9 +112,17 @@ def evaluate_cases(registrar: Registrar, cases: list[Case], output_dir: str | Pa
         evaluation = evaluate_case(registrar, case, alignment, passes)
         rows += evaluation.rows
         gland = evaluation.rows[0]
-        log(f"{case.name}: gland Dice {gland['dice_before']:.3f} -> {gland['dice_after']:.3f}, runtime {gland['runtime_s']:.2f} s")
+        log(
+            f"{case.name}: gland Dice {gland['dice_before']:.3f} -> {gland['dice_after']:.3f}, runtime {gland['runtime_s']:.2f} s"
+        )
         if pictures:
-            case_figure(case, evaluation.before_labels, evaluation.after_labels, evaluation.result, output_dir / f"{case.name}.png")
+            case_figure(
+                case,
+                evaluation.before_labels,
+                evaluation.after_labels,
+                evaluation.result,
+                output_dir / f"{case.name}.png",
+            )
     summary = summarise(rows)
     write_metrics_csv(rows, output_dir / "metrics.csv")
     write_summary(summary, output_dir / "summary.json")

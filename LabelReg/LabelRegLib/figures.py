@@ -17,7 +17,9 @@ def _gland_slice(label: np.ndarray) -> int:
     return int(np.round(k.mean())) if k.size else label.shape[0] // 2
 
 
-def case_figure(case: Case, before_labels: list, after_labels: list, result: RegistrationResult, path: str | Path) -> None:
+def case_figure(
+    case: Case, before_labels: list, after_labels: list, result: RegistrationResult, path: str | Path
+) -> None:
     """Three panels on one axial slice of the fixed grid: US with its gland contour (green); MR after the
     initial alignment and after the registration, each with the MR gland contour (red) and the US one (green)."""
     import matplotlib

@@ -53,7 +53,9 @@ def _check_readable(path: Path) -> None:
     if not path.is_file():
         raise InputError(path, "is not a file")
     if not is_volume_file(path):
-        raise InputError(path, f"unsupported file type '{file_suffix(path)}'; expected one of {', '.join(VOLUME_SUFFIXES)}")
+        raise InputError(
+            path, f"unsupported file type '{file_suffix(path)}'; expected one of {', '.join(VOLUME_SUFFIXES)}"
+        )
 
 
 def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -134,14 +136,19 @@ def read_labels(path: str | Path) -> list[Volume]:
         if array.ndim != 4:
             raise InputError(path, f"is not a 3D or 4D label image: its array has shape {array.shape}")
         labels = [
-            Volume(np.ascontiguousarray(array[..., index], dtype=np.float32), ijk_to_ras, f"{strip_suffix(path)}[{index}]")
+            Volume(
+                np.ascontiguousarray(array[..., index], dtype=np.float32), ijk_to_ras, f"{strip_suffix(path)}[{index}]"
+            )
             for index in range(array.shape[-1])
         ]
     for index, label in enumerate(labels):
         check_volume(label, f"{path} (landmark {index})", is_label=True)
         low, high = float(label.array.min()), float(label.array.max())
         if low < -1e-3 or high > 1 + 1e-3:  # tolerate rounding of interpolated labels
-            raise InputError(f"{path} (landmark {index})", f"is not a binary label: values range from {low:g} to {high:g}, expected 0..1")
+            raise InputError(
+                f"{path} (landmark {index})",
+                f"is not a binary label: values range from {low:g} to {high:g}, expected 0..1",
+            )
     return labels
 
 
@@ -182,7 +189,9 @@ def atomic_output(path: str | Path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{strip_suffix(path)}.", suffix=file_suffix(path) or ".tmp", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{strip_suffix(path)}.", suffix=file_suffix(path) or ".tmp", dir=path.parent
+    )
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)

@@ -31,7 +31,11 @@ def _band_matrix(kernel: torch.Tensor, n: int) -> torch.Tensor:
     tail = kernel.numel() // 2
     offset = torch.arange(n, device=kernel.device)[None, :] - torch.arange(n, device=kernel.device)[:, None]  # q - p
     inside = offset.abs() <= tail
-    return torch.where(inside, kernel[(offset + tail).clamp(0, kernel.numel() - 1)], torch.zeros((), dtype=kernel.dtype, device=kernel.device))
+    return torch.where(
+        inside,
+        kernel[(offset + tail).clamp(0, kernel.numel() - 1)],
+        torch.zeros((), dtype=kernel.dtype, device=kernel.device),
+    )
 
 
 def separable_filter3d(volume: torch.Tensor, kernel: torch.Tensor | None) -> torch.Tensor:
@@ -69,12 +73,18 @@ def single_scale_loss(fixed: torch.Tensor, warped: torch.Tensor, similarity_type
     raise ValueError(f"Unknown similarity_type '{similarity_type}'; choose one of {', '.join(SIMILARITY_TYPES)}.")
 
 
-def multi_scale_loss(fixed: torch.Tensor, warped: torch.Tensor, similarity_type: str = "dice", scales=DEFAULT_SCALES) -> torch.Tensor:
+def multi_scale_loss(
+    fixed: torch.Tensor, warped: torch.Tensor, similarity_type: str = "dice", scales=DEFAULT_SCALES
+) -> torch.Tensor:
     """Label dissimilarity averaged over Gaussian scales and over the batch (a scalar)."""
     losses = []
     for sigma in scales:
         kernel = gaussian_kernel1d(float(sigma), fixed.dtype, fixed.device)
-        losses.append(single_scale_loss(separable_filter3d(fixed, kernel), separable_filter3d(warped, kernel), similarity_type.lower()))
+        losses.append(
+            single_scale_loss(
+                separable_filter3d(fixed, kernel), separable_filter3d(warped, kernel), similarity_type.lower()
+            )
+        )
     return torch.stack(losses, dim=1).mean()
 
 

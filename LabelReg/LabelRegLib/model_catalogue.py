@@ -52,8 +52,10 @@ class ModelCatalogue:
         header = peek_model_header(path or self.bundled)
         training, validation = header.get("training", {}), header.get("validation", {})
         architecture = header.get("architecture", {})
-        text = (f"{architecture.get('network_type', '?')} net, {architecture.get('num_channel_initial', '?')} channels; "
-                f"trained on {training.get('n_train_pairs', '?')} pairs ({training.get('data', '?')}), {training.get('steps', '?')} steps")
+        text = (
+            f"{architecture.get('network_type', '?')} net, {architecture.get('num_channel_initial', '?')} channels; "
+            f"trained on {training.get('n_train_pairs', '?')} pairs ({training.get('data', '?')}), {training.get('steps', '?')} steps"
+        )
         if validation:
             text += f"; validation: gland Dice {validation.get('val_dice', float('nan')):.2f}, TRE {validation.get('val_tre_mm', float('nan')):.1f} mm"
         return text

@@ -86,8 +86,17 @@ def save_model(path: str | Path, network, header: dict, half_precision: bool = F
     state = {name: tensor.detach().cpu().clone() for name, tensor in network.state_dict().items()}
     if half_precision:
         state = {name: t.half() if t.is_floating_point() else t for name, t in state.items()}
-    header = {**header, "weights_sha256": weights_checksum(state), "storage": "float16" if half_precision else "float32"}
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "header": json.dumps(header, sort_keys=True), "state_dict": state}
+    header = {
+        **header,
+        "weights_sha256": weights_checksum(state),
+        "storage": "float16" if half_precision else "float32",
+    }
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "header": json.dumps(header, sort_keys=True),
+        "state_dict": state,
+    }
     with atomic_output(path) as temporary:
         torch.save(payload, temporary)
 
@@ -109,13 +118,20 @@ def read_model_payload(path: str | Path) -> tuple[dict, dict]:
     except pickle.UnpicklingError as error:
         lines = [line.strip() for line in str(error).splitlines()]
         reason = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), lines[0])
-        raise ModelFileError(path, f"refused: it holds Python objects that a weights-only load will not build ({reason})") from error
+        raise ModelFileError(
+            path, f"refused: it holds Python objects that a weights-only load will not build ({reason})"
+        ) from error
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
-        raise ModelFileError(path, f"is truncated, damaged or not a model file ({str(error).splitlines()[0]})") from error
+        raise ModelFileError(
+            path, f"is truncated, damaged or not a model file ({str(error).splitlines()[0]})"
+        ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(path, "is not a LabelReg model file (no 'labelreg-model' format marker)")
     if payload.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(path, f"has model format version {payload.get('format_version')}; this LabelReg reads version {FORMAT_VERSION}")
+        raise ModelFileError(
+            path,
+            f"has model format version {payload.get('format_version')}; this LabelReg reads version {FORMAT_VERSION}",
+        )
     try:
         header = json.loads(payload["header"])
         state = payload["state_dict"]
@@ -144,9 +160,13 @@ def peek_model_header(path: str | Path) -> dict:
     try:
         with zipfile.ZipFile(path) as archive:
             pickled = next((archive.read(n) for n in archive.namelist() if n.endswith("/data.pkl")), b"")
-            strings = [arg for op, arg, _pos in pickletools.genops(pickled) if isinstance(arg, str) and "UNICODE" in op.name]
+            strings = [
+                arg for op, arg, _pos in pickletools.genops(pickled) if isinstance(arg, str) and "UNICODE" in op.name
+            ]
     except (zipfile.BadZipFile, ValueError, OSError) as error:
-        raise ModelFileError(path, f"is truncated, damaged or not a model file ({str(error).splitlines()[0]})") from error
+        raise ModelFileError(
+            path, f"is truncated, damaged or not a model file ({str(error).splitlines()[0]})"
+        ) from error
     # the payload dict's keys and values in order: "format", "labelreg-model", "format_version", "header", "<JSON>", ...
     if strings[:2] != ["format", FORMAT] or "header" not in strings[:-1]:
         raise ModelFileError(path, "is not a LabelReg model file (no 'labelreg-model' format marker)")
@@ -159,7 +179,12 @@ def peek_model_header(path: str | Path) -> dict:
 def model_settings_flags(header: dict) -> list[str]:
     """``labelreg train`` flags that reproduce a model's architecture, working spacing and initial
     alignment (what training from it with ``initial_model`` needs to match)."""
-    flags = ["--initial_alignment", header.get("initial_alignment", "centers"), "--working_spacing", str(header.get("working_spacing_mm") or 0)]
+    flags = [
+        "--initial_alignment",
+        header.get("initial_alignment", "centers"),
+        "--working_spacing",
+        str(header.get("working_spacing_mm") or 0),
+    ]
     for key, value in header["architecture"].items():
         flags += [f"--{key}", value if isinstance(value, str) else json.dumps(value).replace(" ", "")]
     return flags
@@ -180,5 +205,7 @@ def load_model(path: str | Path | None = None, device="cpu") -> LoadedModel:
         network = build_from_header(header)
         network.load_state_dict({name: t.float() if t.is_floating_point() else t for name, t in state.items()})
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise ModelFileError(path, f"weights do not fit the architecture in its header ({str(error).splitlines()[0]})") from error
+        raise ModelFileError(
+            path, f"weights do not fit the architecture in its header ({str(error).splitlines()[0]})"
+        ) from error
     return LoadedModel(network.to(device=device, dtype=torch.float32).eval(), header, path)

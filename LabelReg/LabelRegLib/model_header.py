@@ -13,7 +13,11 @@ from .preprocess import DEFAULT_NORMALISATION
 
 
 def architecture_of(config: TrainConfig) -> dict:
-    architecture = {"network_type": config.network_type, "num_channel_initial": config.num_channel_initial, "norm": config.norm}
+    architecture = {
+        "network_type": config.network_type,
+        "num_channel_initial": config.num_channel_initial,
+        "norm": config.norm,
+    }
     if config.network_type != "global":
         architecture["ddf_levels"] = list(config.ddf_levels)
     return architecture
@@ -27,14 +31,21 @@ def model_header(config: TrainConfig, data, run: dict, validation: dict, initial
     return {
         "architecture": architecture_of(config),
         "working_spacing_mm": config.working_spacing or None,
-        "training_input_shape_kji": list(data.train_shape),  # the training tensors' size: inference pads smaller inputs to it
+        "training_input_shape_kji": list(
+            data.train_shape
+        ),  # the training tensors' size: inference pads smaller inputs to it
         "intensity_normalisation": DEFAULT_NORMALISATION,
         "initial_alignment": config.initial_alignment,
         "training": {
             **training_record(config),  # every setting that shapes the model (config.py's schema)
-            "data": config.data_dir or config.dir_moving_image, "n_train_pairs": len(data.train_idx), "n_validation_pairs": len(data.val_idx),
-            "validation_cases": [data.cases[i].name for i in data.val_idx], **run,
-            "initial_model_training": initial_model_header.get("training"),  # and, nested, its own starting model: the full recipe
+            "data": config.data_dir or config.dir_moving_image,
+            "n_train_pairs": len(data.train_idx),
+            "n_validation_pairs": len(data.val_idx),
+            "validation_cases": [data.cases[i].name for i in data.val_idx],
+            **run,
+            "initial_model_training": initial_model_header.get(
+                "training"
+            ),  # and, nested, its own starting model: the full recipe
         },
         "validation": validation,
         "labelreg_version": __version__,
@@ -47,7 +58,10 @@ def load_initial_weights(config: TrainConfig, network) -> dict:
     path = Path(config.initial_model).expanduser()
     header, state = read_model_payload(path)
     if header.get("architecture") != architecture_of(config):
-        raise ModelFileError(path, f"has architecture {header.get('architecture')}, but the training settings ask for {architecture_of(config)}; "
-                                   f"train with the model's settings ({' '.join(model_settings_flags(header))})")
+        raise ModelFileError(
+            path,
+            f"has architecture {header.get('architecture')}, but the training settings ask for {architecture_of(config)}; "
+            f"train with the model's settings ({' '.join(model_settings_flags(header))})",
+        )
     network.load_state_dict(state)  # float16 weights are copied into the float32 parameters
     return header

@@ -39,7 +39,10 @@ def transform_to_world(transform_node, owner: str) -> np.ndarray:
     if transform_node is None:
         return np.eye(4)
     if not transform_node.IsTransformToWorldLinear():
-        raise InputError(owner, f"is under the non-linear transform '{transform_node.GetName()}'; harden it or remove it before registering")
+        raise InputError(
+            owner,
+            f"is under the non-linear transform '{transform_node.GetName()}'; harden it or remove it before registering",
+        )
     import vtk
 
     matrix = vtk.vtkMatrix4x4()
@@ -105,7 +108,9 @@ def set_grid_transform(transform_node, displacement: Volume) -> None:
     grid.SetOrigin(*displacement.origin)
     grid.SetSpacing(*spacing)
     grid.SetDimensions(*displacement.shape[::-1])
-    vectors = numpy_support.numpy_to_vtk(np.ascontiguousarray(displacement.array, dtype=np.float64).reshape(-1, 3), deep=True)
+    vectors = numpy_support.numpy_to_vtk(
+        np.ascontiguousarray(displacement.array, dtype=np.float64).reshape(-1, 3), deep=True
+    )
     vectors.SetNumberOfComponents(3)
     grid.GetPointData().SetScalars(vectors)
     transform = slicer.vtkOrientedGridTransform()

@@ -63,7 +63,8 @@ class Encoder(nn.Module):
         nc = [num_channel_initial * 2**i for i in range(DEPTH + 1)]
         self.channels = nc
         self.down = nn.ModuleList(
-            DownResBlock(ch_in if i == 0 else nc[i - 1], nc[i], kernel0=7 if i == 0 else 3, norm=norm) for i in range(DEPTH)
+            DownResBlock(ch_in if i == 0 else nc[i - 1], nc[i], kernel0=7 if i == 0 else 3, norm=norm)
+            for i in range(DEPTH)
         )
         self.deep = ConvNorm(nc[DEPTH - 1], nc[DEPTH], 3, norm)
 
@@ -80,7 +81,9 @@ class LocalNet(RegistrationNet):
 
     network_type = "local"
 
-    def __init__(self, num_channel_initial: int = 32, ddf_levels=(0, 1, 2, 3, 4), norm: str = "batch", in_channels: int = 2):
+    def __init__(
+        self, num_channel_initial: int = 32, ddf_levels=(0, 1, 2, 3, 4), norm: str = "batch", in_channels: int = 2
+    ):
         super().__init__()
         self.ddf_levels = sorted(int(level) for level in ddf_levels)
         if not self.ddf_levels or min(self.ddf_levels) < 0 or max(self.ddf_levels) > DEPTH:
@@ -89,7 +92,9 @@ class LocalNet(RegistrationNet):
         nc = self.encoder.channels
         lowest = min(self.ddf_levels)
         # up[level] goes from level+1 to level; only the levels down to the finest DDF level are built
-        self.up = nn.ModuleDict({str(level): UpResBlock(nc[level + 1], nc[level], norm) for level in range(DEPTH - 1, lowest - 1, -1)})
+        self.up = nn.ModuleDict(
+            {str(level): UpResBlock(nc[level + 1], nc[level], norm) for level in range(DEPTH - 1, lowest - 1, -1)}
+        )
         self.summands = nn.ModuleDict({str(level): DDFSummand(nc[level]) for level in self.ddf_levels})
 
     def predict_ddf(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,7 +150,9 @@ class CompositeNet(RegistrationNet):
 
     network_type = "composite"
 
-    def __init__(self, num_channel_initial: int = 32, ddf_levels=(0,), norm: str = "batch", num_channel_initial_global: int = 8):
+    def __init__(
+        self, num_channel_initial: int = 32, ddf_levels=(0,), norm: str = "batch", num_channel_initial_global: int = 8
+    ):
         super().__init__()
         self.global_net = GlobalNet(num_channel_initial_global, norm)
         self.local_net = LocalNet(num_channel_initial, ddf_levels, norm)

@@ -48,7 +48,9 @@ def _writable_problem(path: Path) -> str:
     return ""
 
 
-def check_outputs(outputs: dict, inputs: dict | None = None, overwrite: bool = False, suffixes: dict | None = None) -> None:
+def check_outputs(
+    outputs: dict, inputs: dict | None = None, overwrite: bool = False, suffixes: dict | None = None
+) -> None:
     """Raise :class:`InputError` naming the option and the file of the first output that must not be written.
 
     Args:
@@ -68,7 +70,9 @@ def check_outputs(outputs: dict, inputs: dict | None = None, overwrite: bool = F
             raise InputError(f"{name} {path}", f"unsupported file type '{file_suffix(path)}'; use {', '.join(allowed)}")
         for input_name, input_path in given_inputs.items():
             if _same_file(path, input_path):
-                raise InputError(f"{name} {path}", f"is also the {input_name} input; it would be destroyed: choose another file")
+                raise InputError(
+                    f"{name} {path}", f"is also the {input_name} input; it would be destroyed: choose another file"
+                )
         for other_name, other in seen.items():
             if _same_file(path, other):
                 raise InputError(f"{name} {path}", f"is also the {other_name} output: choose two files")
@@ -114,15 +118,22 @@ class RunFolder:
         self.folder = Path(folder).expanduser()
         self.lock = self.folder / LOCK_NAME
         check_output_folder("--output_dir", self.folder)
-        check_outputs({"--file_model_save": model_path}, inputs, overwrite=True, suffixes={"--file_model_save": MODEL_SUFFIXES})
+        check_outputs(
+            {"--file_model_save": model_path}, inputs, overwrite=True, suffixes={"--file_model_save": MODEL_SUFFIXES}
+        )
         checkpoint, model = self.folder / "checkpoint.pt", Path(model_path).expanduser()
         if resume:
             if not checkpoint.is_file():
-                raise InputError(f"--output_dir {self.folder}", "has no checkpoint.pt to resume; start without --resume")
+                raise InputError(
+                    f"--output_dir {self.folder}", "has no checkpoint.pt to resume; start without --resume"
+                )
             self._check_same_settings(config)
         elif (checkpoint.exists() or model.exists()) and not overwrite:
             held = checkpoint if checkpoint.exists() else model
-            raise InputError(f"--output_dir {self.folder}", f"holds a training already ({held.name}); --resume continues it, --overwrite starts again")
+            raise InputError(
+                f"--output_dir {self.folder}",
+                f"holds a training already ({held.name}); --resume continues it, --overwrite starts again",
+            )
 
     def _check_same_settings(self, config) -> None:
         """Resuming with other settings would silently change the result: refuse, naming them."""
@@ -135,8 +146,11 @@ class RunFolder:
         changed = [key for key in now if key != "total_iterations" and before.get(key) != now[key]]
         if changed:
             listed = ", ".join(f"{key} {before.get(key)!r} -> {now[key]!r}" for key in changed)
-            raise InputError(f"--output_dir {self.folder}", f"was trained with other settings ({listed}); resume with the same ones "
-                                                           "(only total_iterations may change), or start a new run")
+            raise InputError(
+                f"--output_dir {self.folder}",
+                f"was trained with other settings ({listed}); resume with the same ones "
+                "(only total_iterations may change), or start a new run",
+            )
 
     def __enter__(self) -> RunFolder:
         from .training_process import process_alive
@@ -149,7 +163,9 @@ class RunFolder:
             except FileExistsError:
                 text = self.lock.read_text().strip() if self.lock.is_file() else ""
                 if text.isdigit() and process_alive(int(text)) and int(text) != os.getpid():
-                    raise InputError(f"--output_dir {self.folder}", f"another training (process {text}) is writing to it") from None
+                    raise InputError(
+                        f"--output_dir {self.folder}", f"another training (process {text}) is writing to it"
+                    ) from None
                 self.lock.unlink(missing_ok=True)  # left by a training that ended without cleaning up
         with os.fdopen(handle, "w") as lock:
             lock.write(str(os.getpid()))

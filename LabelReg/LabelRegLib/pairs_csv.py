@@ -27,7 +27,10 @@ def read_pairs(path: str | Path) -> list[tuple[int, dict]]:
     except (UnicodeDecodeError, csv.Error) as error:
         raise InputError(path, f"is not a CSV text file ({str(error).splitlines()[0]})") from None
     if not {"moving", "fixed"} <= set(columns):
-        raise InputError(path, f"expected a CSV header with at least the columns moving and fixed (found: {', '.join(columns) or 'none'})")
+        raise InputError(
+            path,
+            f"expected a CSV header with at least the columns moving and fixed (found: {', '.join(columns) or 'none'})",
+        )
     jobs = [(n, row) for n, row in rows if any(row.values())]
     for n, row in jobs:
         if not (row.get("moving") and row.get("fixed")):

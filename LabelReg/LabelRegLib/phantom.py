@@ -178,14 +178,18 @@ def make_phantom_pair(seed: int = 0, oblique: bool = False, fov_offset_mm=(0.0, 
     return PhantomPair(
         moving_image=Volume(_mr_appearance(anatomy, moving_points, rng), moving_matrix, f"{name}_mr"),
         fixed_image=Volume(_us_appearance(anatomy, mapped, rng), fixed_matrix, f"{name}_us"),
-        moving_labels=[Volume(m, moving_matrix, f"{name}_mr_label{n}") for n, m in enumerate(anatomy.labels(moving_points))],
+        moving_labels=[
+            Volume(m, moving_matrix, f"{name}_mr_label{n}") for n, m in enumerate(anatomy.labels(moving_points))
+        ],
         fixed_labels=[Volume(m, fixed_matrix, f"{name}_us_label{n}") for n, m in enumerate(anatomy.labels(mapped))],
         true_displacement=Volume((mapped - fixed_points).astype(np.float32), fixed_matrix, f"{name}_true_displacement"),
         name=name,
     )
 
 
-def write_phantom_folder(folder, n_pairs: int = 4, first_seed: int = 0, oblique: bool = False, fov_offset_mm=(0.0, 0.0, 0.0)) -> list[str]:
+def write_phantom_folder(
+    folder, n_pairs: int = 4, first_seed: int = 0, oblique: bool = False, fov_offset_mm=(0.0, 0.0, 0.0)
+) -> list[str]:
     """Write phantom pairs as a LabelReg data folder (moving_images/, fixed_images/, moving_labels/, fixed_labels/).
 
     Files are ``phantomNNN.nii.gz``; labels are 4D (gland first). Returns the case names.
@@ -198,7 +202,12 @@ def write_phantom_folder(folder, n_pairs: int = 4, first_seed: int = 0, oblique:
     names = []
     for seed in range(first_seed, first_seed + n_pairs):
         pair = make_phantom_pair(seed, oblique, fov_offset_mm)
-        for sub, item in (("moving_images", pair.moving_image), ("fixed_images", pair.fixed_image), ("moving_labels", pair.moving_labels), ("fixed_labels", pair.fixed_labels)):
+        for sub, item in (
+            ("moving_images", pair.moving_image),
+            ("fixed_images", pair.fixed_image),
+            ("moving_labels", pair.moving_labels),
+            ("fixed_labels", pair.fixed_labels),
+        ):
             write_volume(item, folder / sub / f"{pair.name}.nii.gz")
         names.append(pair.name)
     return names

@@ -21,7 +21,9 @@ COLUMNS = ["step", "loss", "similarity", "regulariser", "val_dice", "val_tre_mm"
 class ProgressLog:
     """Progress of one training: printed as it goes, and written to ``output_dir``."""
 
-    def __init__(self, output_dir: Path, progress_json: bool, stream=None, is_main: bool = True, with_segmentation: bool = False):
+    def __init__(
+        self, output_dir: Path, progress_json: bool, stream=None, is_main: bool = True, with_segmentation: bool = False
+    ):
         self.output_dir = output_dir
         self.progress_json = progress_json
         self.stream = stream or sys.stdout
@@ -41,7 +43,9 @@ class ProgressLog:
             print(
                 f"\r[{bar:<30}] step {record['step']}/{record['total']}  loss {record['loss']:.4f}  "
                 f"(similarity {record['similarity']:.4f}, regulariser {record['regulariser']:.5f})  ETA {record['eta_s']:.0f}s",
-                end="\n" if record["step"] == record["total"] else "", file=sys.stderr, flush=True,
+                end="\n" if record["step"] == record["total"] else "",
+                file=sys.stderr,
+                flush=True,
             )
         elif record["event"] in ("validation", "done", "start"):
             print("\n" + json.dumps(record), file=sys.stderr, flush=True)

@@ -27,7 +27,9 @@ class RegistrationResult:
     initial: np.ndarray  # 4x4 fixed RAS -> moving RAS used before the network
     runtime_s: float
     device: str
-    warnings: list = field(default_factory=list)  # what the registration warned of (e.g. a US larger than the training volumes)
+    warnings: list = field(
+        default_factory=list
+    )  # what the registration warned of (e.g. a US larger than the training volumes)
 
     def warp(self, moving: Volume) -> Volume:
         """``moving`` (an image or a label) resampled onto the fixed grid through the registration."""
@@ -36,7 +38,13 @@ class RegistrationResult:
 
 def warp_volume(moving: Volume, displacement: Volume, interpolation: str = "linear") -> Volume:
     """Resample ``moving`` onto the grid of ``displacement`` (RAS mm field, resampling direction)."""
-    return resample_volume(moving, displacement.shape, displacement.ijk_to_ras, displacement_ras=displacement.array, interpolation=interpolation)
+    return resample_volume(
+        moving,
+        displacement.shape,
+        displacement.ijk_to_ras,
+        displacement_ras=displacement.array,
+        interpolation=interpolation,
+    )
 
 
 class Registrar:
@@ -55,8 +63,9 @@ class Registrar:
     def header(self) -> dict:
         return self.model.header
 
-    def register(self, moving: Volume, fixed: Volume, alignment: str | None = None, passes: int | None = None,
-                 warn: bool = True) -> RegistrationResult:
+    def register(
+        self, moving: Volume, fixed: Volume, alignment: str | None = None, passes: int | None = None, warn: bool = True
+    ) -> RegistrationResult:
         """Register ``moving`` (MR) to ``fixed`` (US). ``alignment``: ``centers`` or ``physical``
         (default: the one the model was trained with). ``passes`` > 1 runs the network again on the
         moving image warped by the previous passes and composes the fields (a cascade; default: the
@@ -102,12 +111,20 @@ class Registrar:
                 step = self.network(warp(moving_t, ddf).contiguous(memory_format=torch.channels_last_3d), fixed_t)
                 ddf = step + warp(ddf, step)
             ddf = ddf[0].double().cpu()
-        field_ras = np.moveaxis(ddf_voxel_to_ras(ddf, pair.ijk_to_ras).numpy(), 0, -1)  # [K, J, I, 3] on the working grid
+        field_ras = np.moveaxis(
+            ddf_voxel_to_ras(ddf, pair.ijk_to_ras).numpy(), 0, -1
+        )  # [K, J, I, 3] on the working grid
         on_fixed_grid = pair.shape == fixed.shape and np.allclose(pair.ijk_to_ras, fixed.ijk_to_ras)
         if not on_fixed_grid:  # the network ran at the model's working spacing: interpolate the field to the fixed grid
             field_ras = resample_volume(Volume(field_ras, pair.ijk_to_ras), fixed.shape, fixed.ijk_to_ras).array
         displacement = compose_with_initial(field_ras.astype(np.float64), fixed, pair.initial)
-        return RegistrationResult(Volume(displacement.astype(np.float32), fixed.ijk_to_ras.copy(), f"{moving.name}_to_{fixed.name}"), pair.initial, time.perf_counter() - started, str(self.device), messages)
+        return RegistrationResult(
+            Volume(displacement.astype(np.float32), fixed.ijk_to_ras.copy(), f"{moving.name}_to_{fixed.name}"),
+            pair.initial,
+            time.perf_counter() - started,
+            str(self.device),
+            messages,
+        )
 
 
 def compose_with_initial(field_ras: np.ndarray, fixed: Volume, initial: np.ndarray) -> np.ndarray:

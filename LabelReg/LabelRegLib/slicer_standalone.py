@@ -30,7 +30,10 @@ from pathlib import Path
 
 # the module folders: side by side in an installed extension, LabelReg/ and LabelRegTraining/ in a checkout
 _LABELREG_DIR = Path(__file__).resolve().parents[1]
-MODULE_DIRS = [_LABELREG_DIR, *[d for d in (_LABELREG_DIR.parent / "LabelRegTraining",) if (d / "LabelRegTraining.py").is_file()]]
+MODULE_DIRS = [
+    _LABELREG_DIR,
+    *[d for d in (_LABELREG_DIR.parent / "LabelRegTraining",) if (d / "LabelRegTraining.py").is_file()],
+]
 
 
 class _App:
@@ -100,9 +103,22 @@ def _scripted_loadable_module():
         def assertIsNotNone(self, value, message=""):
             assert value is not None, message
 
-    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest):
+    for cls in (
+        ScriptedLoadableModule,
+        ScriptedLoadableModuleWidget,
+        ScriptedLoadableModuleLogic,
+        ScriptedLoadableModuleTest,
+    ):
         setattr(module, cls.__name__, cls)
-    module.__all__ = [cls.__name__ for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest)]
+    module.__all__ = [
+        cls.__name__
+        for cls in (
+            ScriptedLoadableModule,
+            ScriptedLoadableModuleWidget,
+            ScriptedLoadableModuleLogic,
+            ScriptedLoadableModuleTest,
+        )
+    ]
     return module
 
 
@@ -163,7 +179,11 @@ def _parameter_node_wrapper():
             else:
                 node.SetNodeReferenceID(name, value.GetID() if value is not None else None)
 
-        wrapper = type(cls.__name__, (), {"__init__": __init__, "__getattr__": __getattr__, "__setattr__": __setattr__, "__annotations__": hints})
+        wrapper = type(
+            cls.__name__,
+            (),
+            {"__init__": __init__, "__getattr__": __getattr__, "__setattr__": __setattr__, "__annotations__": hints},
+        )
         wrapper.allParameters = hints
         return wrapper
 
@@ -190,13 +210,23 @@ def install():
     scene = slicer.vtkMRMLScene()
     slicer.mrmlScene = scene
     logics = {}
-    for name, cls in (("volumes", slicer.vtkSlicerVolumesLogic), ("transforms", slicer.vtkSlicerTransformLogic), ("segmentations", slicer.vtkSlicerSegmentationsModuleLogic)):
+    for name, cls in (
+        ("volumes", slicer.vtkSlicerVolumesLogic),
+        ("transforms", slicer.vtkSlicerTransformLogic),
+        ("segmentations", slicer.vtkSlicerSegmentationsModuleLogic),
+    ):
         logic = cls()
         logic.SetMRMLScene(scene)
         logics[name] = logic
-    slicer.modules = types.SimpleNamespace(**{name: types.SimpleNamespace(logic=(lambda l=logic: l)) for name, logic in logics.items()})
+    slicer.modules = types.SimpleNamespace(
+        **{name: types.SimpleNamespace(logic=(lambda l=logic: l)) for name, logic in logics.items()}
+    )
     slicer.app = _App()
-    for name, module in (("slicer.ScriptedLoadableModule", _scripted_loadable_module()), ("slicer.parameterNodeWrapper", _parameter_node_wrapper()), ("slicer.i18n", _i18n())):
+    for name, module in (
+        ("slicer.ScriptedLoadableModule", _scripted_loadable_module()),
+        ("slicer.parameterNodeWrapper", _parameter_node_wrapper()),
+        ("slicer.i18n", _i18n()),
+    ):
         sys.modules[name] = module
         setattr(slicer, name.split(".")[1], module)
     for name in ("qt", "ctk"):

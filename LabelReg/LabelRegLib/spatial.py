@@ -84,7 +84,11 @@ def sample_nearest(image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     size_ijk = image.shape[2:][::-1]
     index = [torch.floor(coords[:, axis] + 0.5).clamp(0, size_ijk[axis] - 1).long() for axis in range(3)]
     linear = ((index[2] * size_ijk[1] + index[1]) * size_ijk[0] + index[0]).reshape(batch, 1, -1)
-    return image.reshape(batch, channels, -1).gather(2, linear.expand(batch, channels, -1)).reshape(batch, channels, *coords.shape[2:])
+    return (
+        image.reshape(batch, channels, -1)
+        .gather(2, linear.expand(batch, channels, -1))
+        .reshape(batch, channels, *coords.shape[2:])
+    )
 
 
 def warp(image: torch.Tensor, ddf: torch.Tensor) -> torch.Tensor:
@@ -122,10 +126,14 @@ def resample_volume(
     if fixed_to_moving_ras is not None:
         points = apply_matrix(torch.as_tensor(fixed_to_moving_ras, dtype=torch.float64), points)
     if displacement_ras is not None:
-        points = points + torch.as_tensor(np.moveaxis(displacement_ras, -1, 0), dtype=torch.float64, device=points.device)
+        points = points + torch.as_tensor(
+            np.moveaxis(displacement_ras, -1, 0), dtype=torch.float64, device=points.device
+        )
     coords = apply_matrix(torch.as_tensor(np.linalg.inv(moving.ijk_to_ras), dtype=torch.float64), points)
     array = moving.array
-    image = torch.as_tensor(np.moveaxis(array, -1, 0) if array.ndim == 4 else array[None], dtype=torch.float32, device=device)
+    image = torch.as_tensor(
+        np.moveaxis(array, -1, 0) if array.ndim == 4 else array[None], dtype=torch.float32, device=device
+    )
     sampler = {"linear": sample_linear, "nearest": sample_nearest}[interpolation]
     out = sampler(image[None], coords[None].to(torch.float32))[0].cpu().numpy()
     out = np.moveaxis(out, 0, -1) if array.ndim == 4 else out[0]
@@ -177,7 +185,9 @@ def random_affine(batch: int, corner_scale: float = 0.1, generator: torch.Genera
     random amount in ``[0, corner_scale]`` per axis; the affine that maps the
     original corners onto the moved ones is solved exactly (4 points fix it).
     """
-    corners = torch.tensor([[-1.0, -1.0, -1.0], [-1.0, -1.0, 1.0], [-1.0, 1.0, -1.0], [1.0, -1.0, -1.0]], dtype=torch.float64)
+    corners = torch.tensor(
+        [[-1.0, -1.0, -1.0], [-1.0, -1.0, 1.0], [-1.0, 1.0, -1.0], [1.0, -1.0, -1.0]], dtype=torch.float64
+    )
     inward = -corners  # each corner moves towards the centre
     offsets = inward * torch.rand(batch, 4, 3, generator=generator, dtype=torch.float64) * corner_scale
     source = torch.cat([corners, torch.ones(4, 1, dtype=torch.float64)], dim=1)  # [4, 4] homogeneous
@@ -193,7 +203,9 @@ def normalised_affine_to_voxel(theta: torch.Tensor, shape_kji) -> torch.Tensor:
     to_norm[:3, :3] = torch.diag(1 / half)
     to_norm[:3, 3] = -1
     from_norm = torch.linalg.inv(to_norm)
-    theta4 = torch.cat([theta, torch.tensor([0, 0, 0, 1], dtype=theta.dtype, device=theta.device).expand(theta.shape[0], 1, 4)], 1)
+    theta4 = torch.cat(
+        [theta, torch.tensor([0, 0, 0, 1], dtype=theta.dtype, device=theta.device).expand(theta.shape[0], 1, 4)], 1
+    )
     return from_norm @ theta4 @ to_norm
 
 

@@ -16,6 +16,7 @@ trains on its own share with DistributedDataParallel (:mod:`.distributed`);
 only rank 0 writes (:mod:`.progress`, :mod:`.model_header`). The data and the
 sampling are in :mod:`.training_data`.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,9 @@ from .weight_averages import WeightAverages
 def learning_rate(config: TrainConfig, step: int) -> float:
     """The learning rate of the 0-based training ``step``: ``learning_rate``, times ``learning_rate_decay`` for every
     milestone already passed (a function of the step alone, so a resumed run follows the same schedule)."""
-    return config.learning_rate * config.learning_rate_decay ** sum(step >= milestone for milestone in config.learning_rate_milestones)
+    return config.learning_rate * config.learning_rate_decay ** sum(
+        step >= milestone for milestone in config.learning_rate_milestones
+    )
 
 
 class Trainer:
@@ -60,7 +63,14 @@ class Trainer:
     Everything is built here: the data (read and prepared at once), the network (from ``initial_model`` when
     given), its weight averages, the optional segmentation head, the optimiser and the random generator."""
 
-    def __init__(self, config: TrainConfig, progress_json: bool = False, cases: list[Case] | None = None, stream=None, overwrite: bool = False):
+    def __init__(
+        self,
+        config: TrainConfig,
+        progress_json: bool = False,
+        cases: list[Case] | None = None,
+        stream=None,
+        overwrite: bool = False,
+    ):
         c = self.config = config.validate()
         self.overwrite = overwrite  # start again over a run folder that holds a training
         self.output_dir = Path(c.output_dir).expanduser()
@@ -82,11 +92,15 @@ class Trainer:
         self.model = self.dist.wrap(self.network)
         self.averages = WeightAverages(self.network, c)  # copied before the segmentation head hooks into the network
         self.segmenter = GlandSegmentationHead(self.network).to(self.device) if c.segmentation_weight > 0 else None
-        parameters = list(self.network.parameters()) + (list(self.segmenter.parameters()) if self.segmenter is not None else [])
+        parameters = list(self.network.parameters()) + (
+            list(self.segmenter.parameters()) if self.segmenter is not None else []
+        )
         self.segmenter = self.dist.wrap(self.segmenter) if self.segmenter is not None else None
         self.optimizer = torch.optim.Adam(parameters, lr=c.learning_rate)
         self.generator = torch.Generator().manual_seed(c.seed)
-        self.progress = ProgressLog(self.output_dir, progress_json, stream, self.dist.is_main, self.segmenter is not None)
+        self.progress = ProgressLog(
+            self.output_dir, progress_json, stream, self.dist.is_main, self.segmenter is not None
+        )
         self.step, self.elapsed_s = 0, 0.0
         self.seen_cases: list[int] = []  # training pairs this rank trained on
 
@@ -97,7 +111,10 @@ class Trainer:
         batch = self.sampler.batch(step, self.generator)
         augmentations = self.augmentation.draw([case for case, _ in batch], self.data, self.generator)
         mine = slice(self.dist.rank * c.minibatch_size, (self.dist.rank + 1) * c.minibatch_size)
-        samples = [self.data.sample(case, landmarks, a, self.segmenter is not None) for (case, landmarks), a in zip(batch[mine], augmentations[mine])]
+        samples = [
+            self.data.sample(case, landmarks, a, self.segmenter is not None)
+            for (case, landmarks), a in zip(batch[mine], augmentations[mine])
+        ]
         self.seen_cases.extend(case for case, _ in batch[mine])
         layout = {"memory_format": torch.channels_last_3d}
         moving = torch.cat([m[:, :1] for m, _ in samples]).to(self.device).contiguous(**layout)
@@ -112,7 +129,11 @@ class Trainer:
             warped = warp(moving_labels, ddf[n : n + 1].expand(len(moving_labels), -1, -1, -1, -1))
             similarity = similarity + multi_scale_loss(fixed_labels, warped, c.similarity_type, c.similarity_scales)
         similarity = similarity / len(samples)
-        energy = regulariser(ddf, c.regulariser_type) if c.network_type != "global" and c.regulariser_weight else torch.zeros((), device=self.device)
+        energy = (
+            regulariser(ddf, c.regulariser_type)
+            if c.network_type != "global" and c.regulariser_weight
+            else torch.zeros((), device=self.device)
+        )
         loss = similarity + c.regulariser_weight * energy
         record = {"loss": loss, "similarity": similarity, "regulariser": energy}
         if self.segmenter is not None:
@@ -138,25 +159,44 @@ class Trainer:
         dices, tres, foldings = [], [], []
         for i in self.data.val_idx:
             pair = self.data.pairs[i]
-            ddf = network(torch.as_tensor(pair.moving_image)[None, None].to(self.device), torch.as_tensor(pair.fixed_image)[None, None].to(self.device))
+            ddf = network(
+                torch.as_tensor(pair.moving_image)[None, None].to(self.device),
+                torch.as_tensor(pair.fixed_image)[None, None].to(self.device),
+            )
             labels = torch.as_tensor(np.stack(pair.moving_labels))[:, None].to(self.device)
             warped = warp(labels, ddf.expand(len(labels), -1, -1, -1, -1)).cpu().numpy()[:, 0]
             dices.append(dice(warped[0], pair.fixed_labels[0]))
             landmarks = range(1, len(warped)) if len(warped) > 1 else [0]
-            tres += [tre_mm(Volume(warped[n], pair.ijk_to_ras), Volume(pair.fixed_labels[n], pair.ijk_to_ras)) for n in landmarks]
+            tres += [
+                tre_mm(Volume(warped[n], pair.ijk_to_ras), Volume(pair.fixed_labels[n], pair.ijk_to_ras))
+                for n in landmarks
+            ]
             foldings.append(folding_fraction(ddf.double()))
         finite_tres = [t for t in tres if np.isfinite(t)]  # a label warped out of view has no centroid
-        return {"val_dice": float(np.median(dices)), "val_tre_mm": float(np.median(finite_tres)) if finite_tres else float("nan"),
-                "val_folding": float(np.max(foldings))}
+        return {
+            "val_dice": float(np.median(dices)),
+            "val_tre_mm": float(np.median(finite_tres)) if finite_tres else float("nan"),
+            "val_folding": float(np.max(foldings)),
+        }
 
     # ------------------------------------------------------------ state
     def save_checkpoint(self) -> None:
         segmenter = Distributed.unwrap(self.segmenter).state_dict() if self.segmenter is not None else {}
-        write_checkpoint(self.output_dir / CHECKPOINT_NAME, architecture_of(self.config), {
-            "step": self.step, "model": self.network.state_dict(), "optimizer": self.optimizer.state_dict(), **self.averages.state_dict(),
-            "segmenter": segmenter, "generator": self.generator.get_state(), "order": list(self.sampler.order), "elapsed_s": self.elapsed_s,
-            "history": self.progress.history,
-        })
+        write_checkpoint(
+            self.output_dir / CHECKPOINT_NAME,
+            architecture_of(self.config),
+            {
+                "step": self.step,
+                "model": self.network.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                **self.averages.state_dict(),
+                "segmenter": segmenter,
+                "generator": self.generator.get_state(),
+                "order": list(self.sampler.order),
+                "elapsed_s": self.elapsed_s,
+                "history": self.progress.history,
+            },
+        )
         self.progress.note(self.output_dir / CHECKPOINT_NAME)
 
     def load_checkpoint(self) -> None:
@@ -167,7 +207,9 @@ class Trainer:
         self.averages.load_state_dict(state, path)
         if self.segmenter is not None:
             if not state.get("segmenter"):
-                raise ModelFileError(path, "cannot resume: the checkpoint has no segmentation head but segmentation_weight is set")
+                raise ModelFileError(
+                    path, "cannot resume: the checkpoint has no segmentation head but segmentation_weight is set"
+                )
             Distributed.unwrap(self.segmenter).load_state_dict(state["segmenter"])
         self.generator.set_state(state["generator"])
         self.sampler.order = list(state["order"])
@@ -181,7 +223,9 @@ class Trainer:
         c = self.config
         if not self.dist.is_main:
             return self._run(resume)
-        with RunFolder(self.output_dir, c.model_path(), resume, self.overwrite, c, {"--initial_model": c.initial_model or None}):
+        with RunFolder(
+            self.output_dir, c.model_path(), resume, self.overwrite, c, {"--initial_model": c.initial_model or None}
+        ):
             return self._run(resume)
 
     def _run(self, resume: bool) -> Path:
@@ -192,19 +236,43 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             write_ini(c, self.output_dir / "config.ini")
             log.note(self.output_dir / "config.ini")
-        log.emit({"event": "start", "step": self.step, "total": c.total_iterations, "n_train": len(self.data.train_idx),
-                  "n_val": len(self.data.val_idx), "device": str(self.device), "world_size": self.dist.world_size})
+        log.emit(
+            {
+                "event": "start",
+                "step": self.step,
+                "total": c.total_iterations,
+                "n_train": len(self.data.train_idx),
+                "n_val": len(self.data.val_idx),
+                "device": str(self.device),
+                "world_size": self.dist.world_size,
+            }
+        )
         started, first_step, resumed_s, validation = time.monotonic() - self.elapsed_s, self.step, self.elapsed_s, {}
         if self.step == 0 and self.data.val_idx:  # where training starts from, for the curves
             initial = self.validate()
-            log.history.append({"step": 0, "loss": float("nan"), "similarity": float("nan"), "regulariser": float("nan"), **initial, "elapsed_s": 0.0})
+            log.history.append(
+                {
+                    "step": 0,
+                    "loss": float("nan"),
+                    "similarity": float("nan"),
+                    "regulariser": float("nan"),
+                    **initial,
+                    "elapsed_s": 0.0,
+                }
+            )
             log.emit({"event": "validation", "step": 0, **initial})
         while self.step < c.total_iterations:
             losses = self.train_step()
             self.step += 1
             now = time.monotonic() - started
-            record = {"step": self.step, **losses, "elapsed_s": round(now, 2),
-                      "eta_s": round((now - resumed_s) / max(1, self.step - first_step) * (c.total_iterations - self.step), 1)}
+            record = {
+                "step": self.step,
+                **losses,
+                "elapsed_s": round(now, 2),
+                "eta_s": round(
+                    (now - resumed_s) / max(1, self.step - first_step) * (c.total_iterations - self.step), 1
+                ),
+            }
             last = self.step == c.total_iterations
             if self.step % c.freq_validation == 0 or last:
                 validation = self.validate()
@@ -228,14 +296,31 @@ class Trainer:
         if self.dist.is_main:
             if not validation and self.data.val_idx:
                 validation = self.validate()
-            run = {"steps": self.step, "wall_time_s": round(elapsed_s, 1), "swa_snapshots": self.averages.swa_snapshots, "device": str(self.device)}
+            run = {
+                "steps": self.step,
+                "wall_time_s": round(elapsed_s, 1),
+                "swa_snapshots": self.averages.swa_snapshots,
+                "device": str(self.device),
+            }
             header = model_header(c, self.data, run, validation, self.initial_model_header)
             save_model(model_path, self.averages.inference(self.network), header, half_precision=c.model_float16)
             log.note(model_path)
             log.write_metrics()
-        log.emit({"event": "done", "step": self.step, "model": str(model_path), "wall_time_s": round(elapsed_s, 1), **validation})
+        log.emit(
+            {
+                "event": "done",
+                "step": self.step,
+                "model": str(model_path),
+                "wall_time_s": round(elapsed_s, 1),
+                **validation,
+            }
+        )
         if log.progress_json:  # which training pairs this rank trained on (every rank reports, on stderr)
             names = [self.data.cases[i].name for i in self.seen_cases]
-            print(json.dumps({"event": "samples", "rank": self.dist.rank, "cases": names, "wrote": log.written}), file=sys.stderr, flush=True)
+            print(
+                json.dumps({"event": "samples", "rank": self.dist.rank, "cases": names, "wrote": log.written}),
+                file=sys.stderr,
+                flush=True,
+            )
         self.dist.close()
         return model_path

@@ -37,27 +37,49 @@ class TrainingData:
     def __init__(self, config: TrainConfig, cases: list[Case] | None = None):
         c = config
         if cases is None:
-            cases = load_data_folder(c.data_dir or None, moving_images=c.dir_moving_image or None, fixed_images=c.dir_fixed_image or None,
-                                     moving_labels=c.dir_moving_label or None, fixed_labels=c.dir_fixed_label or None)
+            cases = load_data_folder(
+                c.data_dir or None,
+                moving_images=c.dir_moving_image or None,
+                fixed_images=c.dir_fixed_image or None,
+                moving_labels=c.dir_moving_label or None,
+                fixed_labels=c.dir_fixed_label or None,
+            )
         self.train_idx, self.val_idx = split_cases(len(cases), c.validation_fraction, c.seed)
         if c.phantom_pairs:  # synthetic pairs, in the training share only
             from .phantom import make_phantom_pair
 
             phantoms = [make_phantom_pair(seed) for seed in range(c.phantom_pairs)]
             self.train_idx += list(range(len(cases), len(cases) + len(phantoms)))
-            cases = list(cases) + [Case(p.name, p.moving_image, p.fixed_image, p.moving_labels, p.fixed_labels) for p in phantoms]
+            cases = list(cases) + [
+                Case(p.name, p.moving_image, p.fixed_image, p.moving_labels, p.fixed_labels) for p in phantoms
+            ]
         self.cases = cases
         self.pairs: list[WorkingPair] = [
-            prepare_pair(case.moving_image, case.fixed_image, case.moving_labels, case.fixed_labels, c.working_spacing or None, c.initial_alignment)
+            prepare_pair(
+                case.moving_image,
+                case.fixed_image,
+                case.moving_labels,
+                case.fixed_labels,
+                c.working_spacing or None,
+                c.initial_alignment,
+            )
             for case in cases
         ]
         self.train_shape = tuple(int(n) for n in np.max([self.pairs[i].shape for i in self.train_idx], axis=0))
         shape = self.train_shape
-        self.images = {i: torch.as_tensor(np.stack([_pad_to(self.pairs[i].moving_image, shape), _pad_to(self.pairs[i].fixed_image, shape)]))
-                       for i in self.train_idx}
-        self.labels = {i: (torch.as_tensor(np.stack([_pad_to(a, shape) for a in self.pairs[i].moving_labels])),
-                           torch.as_tensor(np.stack([_pad_to(a, shape) for a in self.pairs[i].fixed_labels])))
-                       for i in self.train_idx}
+        self.images = {
+            i: torch.as_tensor(
+                np.stack([_pad_to(self.pairs[i].moving_image, shape), _pad_to(self.pairs[i].fixed_image, shape)])
+            )
+            for i in self.train_idx
+        }
+        self.labels = {
+            i: (
+                torch.as_tensor(np.stack([_pad_to(a, shape) for a in self.pairs[i].moving_labels])),
+                torch.as_tensor(np.stack([_pad_to(a, shape) for a in self.pairs[i].fixed_labels])),
+            )
+            for i in self.train_idx
+        }
 
     def normalised_unit_mm(self, case_index: int) -> torch.Tensor:
         """Millimetres per unit of the normalised [-1, 1] coordinates (i, j, k) of a pair's training tensors."""
@@ -71,7 +93,10 @@ class TrainingData:
         moving_labels, fixed_labels = self.labels[case_index]
         moving_image, fixed_image = self.images[case_index][:1], self.images[case_index][1:]
         if augmentation["gammas"]:
-            moving_image, fixed_image = moving_image ** augmentation["gammas"][0], fixed_image ** augmentation["gammas"][1]
+            moving_image, fixed_image = (
+                moving_image ** augmentation["gammas"][0],
+                fixed_image ** augmentation["gammas"][1],
+            )
         if with_gland:
             landmarks = [*landmarks, 0]
         moving = torch.cat([moving_image, moving_labels[landmarks]])[None]

@@ -60,7 +60,9 @@ def launch_hidden(arguments: list[str]) -> subprocess.Popen:
         info.dwFlags = subprocess.STARTF_USESHOWWINDOW
         info.wShowWindow = 0  # SW_HIDE
         options["startupinfo"] = info
-    return subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, **options)
+    return subprocess.Popen(
+        arguments, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, **options
+    )
 
 
 # ---------------------------------------------------------------- process trees
@@ -133,7 +135,9 @@ def end_process_tree(process: subprocess.Popen, timeout: float = 10.0) -> None:
             except psutil.NoSuchProcess:
                 pass
     elif os.name == "nt":
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, creationflags=CREATE_NO_WINDOW)
+        subprocess.run(
+            ["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, creationflags=CREATE_NO_WINDOW
+        )
     else:
         tree = _children_posix(process.pid) + [process.pid]
         for pid in tree:
@@ -167,7 +171,11 @@ def watch_parent(pid: int, on_gone: Callable[[], None] | None = None, interval_s
     def watch():
         while process_alive(pid):
             time.sleep(interval_s)
-        print(f"labelreg train: the process that started this training ({pid}) has ended; stopping", file=sys.stderr, flush=True)
+        print(
+            f"labelreg train: the process that started this training ({pid}) has ended; stopping",
+            file=sys.stderr,
+            flush=True,
+        )
         on_gone()
 
     thread = threading.Thread(target=watch, name="labelreg parent watch", daemon=True)
@@ -206,7 +214,9 @@ class TrainingProcess:
         self.process = self.launch(command)
         self.state = "running"
         self.progress, self.output_tail, self._lines = {}, [], queue.Queue()
-        threading.Thread(target=self._read, args=(self.process.stdout, self._lines), name="labelreg train output", daemon=True).start()
+        threading.Thread(
+            target=self._read, args=(self.process.stdout, self._lines), name="labelreg train output", daemon=True
+        ).start()
         if not self._registered_exit:  # the application exits normally: the training ends with it
             atexit.register(self.stop)
             self._registered_exit = True

@@ -40,12 +40,16 @@ def write_displacement(displacement: Volume, path: str | Path) -> None:
 
     suffix = file_suffix(path)
     if suffix not in TRANSFORM_SUFFIXES + VOLUME_SUFFIXES:
-        raise InputError(path, f"unsupported transform file type '{suffix}'; use .h5 or .nii.gz (also .tfm, .nrrd, .mha)")
+        raise InputError(
+            path, f"unsupported transform file type '{suffix}'; use .h5 or .nii.gz (also .tfm, .nrrd, .mha)"
+        )
     with atomic_output(path) as temporary:
         if suffix in TRANSFORM_SUFFIXES:
             sitk.WriteTransform(displacement_to_sitk_transform(displacement), str(temporary))
         else:
-            field = to_sitk_image((displacement.array * FLIP).astype(np.float32), displacement.ijk_to_ras, is_vector=True)
+            field = to_sitk_image(
+                (displacement.array * FLIP).astype(np.float32), displacement.ijk_to_ras, is_vector=True
+            )
             sitk.WriteImage(field, str(temporary), True)
 
 
@@ -65,7 +69,9 @@ def read_displacement(path: str | Path) -> Volume:
         else:
             field = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        raise InputError(path, f"is not a displacement-field transform ({str(error).strip().splitlines()[-1]})") from error
+        raise InputError(
+            path, f"is not a displacement-field transform ({str(error).strip().splitlines()[-1]})"
+        ) from error
     volume = from_sitk_image(field)
     if volume.array.ndim != 4 or volume.array.shape[-1] != 3:
         raise InputError(path, "is not a 3D displacement field (expected 3 components per voxel)")

@@ -121,7 +121,9 @@ def check_volume(volume: Volume, source: str | None = None, is_label: bool = Fal
     if volume.array.ndim != 3:
         raise InputError(source, f"expected a 3D volume, got an array of shape {shape}")
     if min(shape) < 2:
-        raise InputError(source, f"is not a 3D volume: its size is {shape[::-1]} (i, j, k); every axis needs at least 2 voxels")
+        raise InputError(
+            source, f"is not a 3D volume: its size is {shape[::-1]} (i, j, k); every axis needs at least 2 voxels"
+        )
     if volume.array.size == 0:
         raise InputError(source, "is empty")
     if np.issubdtype(volume.array.dtype, np.floating) and not np.all(np.isfinite(volume.array)):

@@ -23,8 +23,14 @@ class WeightAverages:
 
     def __init__(self, network: torch.nn.Module, config: TrainConfig):
         self.swa_start, self.swa_every = config.swa_start, config.swa_every
-        self.ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) if config.ema_decay > 0 else None
-        self.swa = AveragedModel(network, use_buffers=True) if config.swa_start > 0 else None  # equal weights: the mean of its snapshots
+        self.ema = (
+            AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+            if config.ema_decay > 0
+            else None
+        )
+        self.swa = (
+            AveragedModel(network, use_buffers=True) if config.swa_start > 0 else None
+        )  # equal weights: the mean of its snapshots
 
     def smoothed(self, network: torch.nn.Module) -> torch.nn.Module:
         """``network`` with the moving average of its weights if ``ema_decay`` is on."""
@@ -49,12 +55,17 @@ class WeightAverages:
             self.swa.update_parameters(self.smoothed(network))
 
     def state_dict(self) -> dict:
-        return {"ema": self.ema.state_dict() if self.ema is not None else {}, "swa": self.swa.state_dict() if self.swa is not None else {}}
+        return {
+            "ema": self.ema.state_dict() if self.ema is not None else {},
+            "swa": self.swa.state_dict() if self.swa is not None else {},
+        }
 
     def load_state_dict(self, state: dict, path: Path) -> None:
         """From a checkpoint ``state`` (read from ``path``, named in errors)."""
-        for name, average, setting in ((("ema", self.ema, "a weight average but ema_decay is set")),
-                                       (("swa", self.swa, "a stochastic weight average but swa_start is set"))):
+        for name, average, setting in (
+            (("ema", self.ema, "a weight average but ema_decay is set")),
+            (("swa", self.swa, "a stochastic weight average but swa_start is set")),
+        ):
             if average is None:
                 continue
             if not state.get(name):

@@ -43,8 +43,12 @@ def synthetic_pair(fixed_shape_ijk, fixed_spacing, moving_shape_ijk, moving_spac
     from LabelRegLib.volume import Volume, make_ijk_to_ras
 
     rng = np.random.default_rng(seed)
-    fixed = Volume(rng.random(fixed_shape_ijk[::-1], dtype=np.float32) * 255, make_ijk_to_ras([fixed_spacing] * 3), "us")
-    moving = Volume(rng.random(moving_shape_ijk[::-1], dtype=np.float32) * 255, make_ijk_to_ras([moving_spacing] * 3), "mr")
+    fixed = Volume(
+        rng.random(fixed_shape_ijk[::-1], dtype=np.float32) * 255, make_ijk_to_ras([fixed_spacing] * 3), "us"
+    )
+    moving = Volume(
+        rng.random(moving_shape_ijk[::-1], dtype=np.float32) * 255, make_ijk_to_ras([moving_spacing] * 3), "mr"
+    )
     return moving, fixed
 
 
@@ -66,10 +70,26 @@ def speed_table(model, data, repeats):
     load_s = time.perf_counter() - started
     rows = [("model load", f"{load_s:.3f} s", "", f"{peak_rss_mb():.0f} MB")]
     example, label = example_pair(data)
-    rows.append((label, f"{time_registration(registrar, *example, repeats):.3f} s", f"median of {repeats}", f"{peak_rss_mb():.0f} MB"))
+    rows.append(
+        (
+            label,
+            f"{time_registration(registrar, *example, repeats):.3f} s",
+            f"median of {repeats}",
+            f"{peak_rss_mb():.0f} MB",
+        )
+    )
     clinical = synthetic_pair((81, 118, 88), 0.8, (120, 128, 128), 0.8)
-    rows.append(("clinical size (US 81x118x88, MR 120x128x128, 0.8 mm)", f"{time_registration(registrar, *clinical, repeats):.3f} s", f"median of {repeats}", f"{peak_rss_mb():.0f} MB"))
-    print_table(f"Registration time per pair, model loaded, device {registrar.device}", ["case", "time", "", "peak RSS"], rows)
+    rows.append(
+        (
+            "clinical size (US 81x118x88, MR 120x128x128, 0.8 mm)",
+            f"{time_registration(registrar, *clinical, repeats):.3f} s",
+            f"median of {repeats}",
+            f"{peak_rss_mb():.0f} MB",
+        )
+    )
+    print_table(
+        f"Registration time per pair, model loaded, device {registrar.device}", ["case", "time", "", "peak RSS"], rows
+    )
     return registrar
 
 
@@ -83,21 +103,43 @@ def monai_table(registrar, repeats):
         return
     architecture = registrar.header["architecture"]
     ours = registrar.network
-    theirs = MonaiLocalNet(spatial_dims=3, in_channels=2, out_channels=3, num_channel_initial=architecture["num_channel_initial"],
-                           extract_levels=tuple(architecture["ddf_levels"]), out_activation=None).eval()
+    theirs = MonaiLocalNet(
+        spatial_dims=3,
+        in_channels=2,
+        out_channels=3,
+        num_channel_initial=architecture["num_channel_initial"],
+        extract_levels=tuple(architecture["ddf_levels"]),
+        out_activation=None,
+    ).eval()
     rows = []
     for shape in ((48, 64, 48), (32, 48, 32)):
         moving = torch.rand(1, 1, *shape)
         fixed = torch.rand(1, 1, *shape)
         with torch.no_grad():
-            t_ours = _median_time(lambda: ours(moving.contiguous(memory_format=torch.channels_last_3d), fixed.contiguous(memory_format=torch.channels_last_3d)), repeats)
+            t_ours = _median_time(
+                lambda: ours(
+                    moving.contiguous(memory_format=torch.channels_last_3d),
+                    fixed.contiguous(memory_format=torch.channels_last_3d),
+                ),
+                repeats,
+            )
             t_monai = _median_time(lambda: theirs(torch.cat([moving, fixed], 1)), repeats)
-        rows.append((f"{shape[2]}x{shape[1]}x{shape[0]} voxels", f"{t_ours * 1000:.0f} ms", f"{t_monai * 1000:.0f} ms", f"{t_ours / t_monai:.2f}"))
+        rows.append(
+            (
+                f"{shape[2]}x{shape[1]}x{shape[0]} voxels",
+                f"{t_ours * 1000:.0f} ms",
+                f"{t_monai * 1000:.0f} ms",
+                f"{t_ours / t_monai:.2f}",
+            )
+        )
     params_ours = sum(p.numel() for p in ours.parameters())
     params_monai = sum(p.numel() for p in theirs.parameters())
-    print_table(f"Forward pass, LabelReg LocalNet ({params_ours:,} parameters) vs MONAI LocalNet ({params_monai:,}), "
-                f"{architecture['num_channel_initial']} channels, levels {architecture['ddf_levels']}",
-                ["input", "LabelReg", "MONAI", "ratio (LabelReg / MONAI)"], rows)
+    print_table(
+        f"Forward pass, LabelReg LocalNet ({params_ours:,} parameters) vs MONAI LocalNet ({params_monai:,}), "
+        f"{architecture['num_channel_initial']} channels, levels {architecture['ddf_levels']}",
+        ["input", "LabelReg", "MONAI", "ratio (LabelReg / MONAI)"],
+        rows,
+    )
 
 
 def _median_time(function, repeats):
@@ -118,7 +160,9 @@ def classical_registration(moving, fixed):
 
     fixed_image = sitk.Cast(to_sitk_image(fixed.array, fixed.ijk_to_ras), sitk.sitkFloat32)
     moving_image = sitk.Cast(to_sitk_image(moving.array, moving.ijk_to_ras), sitk.sitkFloat32)
-    initial = sitk.CenteredTransformInitializer(fixed_image, moving_image, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY)
+    initial = sitk.CenteredTransformInitializer(
+        fixed_image, moving_image, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY
+    )
 
     def method():
         registration = sitk.ImageRegistrationMethod()
@@ -160,14 +204,27 @@ def accuracy_table(registrar, data, max_pairs):
         return
     rows, summary = [], {"labelreg": [], "classical": []}
     for name in names:
-        case = load_case(*(data / sub / f"{name}.nii.gz" for sub in ("moving_images", "fixed_images", "moving_labels", "fixed_labels")), name=name)
+        case = load_case(
+            *(
+                data / sub / f"{name}.nii.gz"
+                for sub in ("moving_images", "fixed_images", "moving_labels", "fixed_labels")
+            ),
+            name=name,
+        )
         ours = evaluate_case(registrar, case)
         started = time.perf_counter()
         try:
             transform = classical_registration(case.moving_image, case.fixed_image)
             classical_s = time.perf_counter() - started
             reference = to_sitk_image(case.fixed_image.array, case.fixed_image.ijk_to_ras)
-            warped = [from_sitk_image(sitk.Resample(to_sitk_image(label.array, label.ijk_to_ras), reference, transform, sitk.sitkLinear, 0.0)) for label in case.moving_labels]
+            warped = [
+                from_sitk_image(
+                    sitk.Resample(
+                        to_sitk_image(label.array, label.ijk_to_ras), reference, transform, sitk.sitkLinear, 0.0
+                    )
+                )
+                for label in case.moving_labels
+            ]
             classical_dice = dice(warped[0].array, case.fixed_labels[0].array)
             classical_tre = float(np.nanmedian([tre_mm(w, f) for w, f in zip(warped[1:], case.fixed_labels[1:])]))
         except RuntimeError as error:  # the optimiser can fail on these pairs; count it as a failure
@@ -179,14 +236,31 @@ def accuracy_table(registrar, data, max_pairs):
         before_tre = float(np.nanmedian([r["tre_mm_before"] for r in ours.rows[1:]]))
         summary["labelreg"].append((gland["dice_after"], our_tre, gland["runtime_s"]))
         summary["classical"].append((classical_dice, classical_tre, classical_s))
-        rows.append((name, f"{gland['dice_before']:.3f} / {before_tre:.1f}", f"{gland['dice_after']:.3f} / {our_tre:.1f} / {gland['runtime_s']:.2f} s",
-                     f"{classical_dice:.3f} / {classical_tre:.1f} / {classical_s:.1f} s"))
+        rows.append(
+            (
+                name,
+                f"{gland['dice_before']:.3f} / {before_tre:.1f}",
+                f"{gland['dice_after']:.3f} / {our_tre:.1f} / {gland['runtime_s']:.2f} s",
+                f"{classical_dice:.3f} / {classical_tre:.1f} / {classical_s:.1f} s",
+            )
+        )
     for method in ("labelreg", "classical"):
         values = np.array(summary[method])
         summary[method] = [float(np.nanmedian(values[:, i])) for i in range(3)]
-    rows.append(("median", "", "{:.3f} / {:.1f} / {:.2f} s".format(*summary["labelreg"]), "{:.3f} / {:.1f} / {:.1f} s".format(*summary["classical"])))
-    print_table(f"Validation pairs: gland Dice / landmark TRE mm, median over the pair's landmarks (/ time), {len(names)} pairs; "
-                "nan: every warped landmark left the US field of view", ["case", "centres aligned", "LabelReg", "SimpleITK rigid+B-spline (Mattes MI)"], rows)
+    rows.append(
+        (
+            "median",
+            "",
+            "{:.3f} / {:.1f} / {:.2f} s".format(*summary["labelreg"]),
+            "{:.3f} / {:.1f} / {:.1f} s".format(*summary["classical"]),
+        )
+    )
+    print_table(
+        f"Validation pairs: gland Dice / landmark TRE mm, median over the pair's landmarks (/ time), {len(names)} pairs; "
+        "nan: every warped landmark left the US field of view",
+        ["case", "centres aligned", "LabelReg", "SimpleITK rigid+B-spline (Mattes MI)"],
+        rows,
+    )
 
 
 def print_table(title, header, rows):
@@ -203,9 +277,14 @@ def example_pair(data):
     from LabelRegLib.io import read_volume
 
     if data and (data / "fixed_images" / "obs000.nii.gz").is_file():
-        pair = (read_volume(data / "moving_images" / "obs000.nii.gz"), read_volume(data / "fixed_images" / "obs000.nii.gz"))
+        pair = (
+            read_volume(data / "moving_images" / "obs000.nii.gz"),
+            read_volume(data / "fixed_images" / "obs000.nii.gz"),
+        )
         return pair, "example pair obs000 (US 47x63x44, MR 69x69x64, 1.5 mm)"
-    return synthetic_pair((47, 63, 44), 1.5, (69, 69, 64), 1.5), "example size, synthetic (US 47x63x44, MR 69x69x64, 1.5 mm)"
+    return synthetic_pair(
+        (47, 63, 44), 1.5, (69, 69, 64), 1.5
+    ), "example size, synthetic (US 47x63x44, MR 69x69x64, 1.5 mm)"
 
 
 def live_table(model, data, frames: int, interval_s: float):
@@ -230,6 +309,7 @@ def live_table(model, data, frames: int, interval_s: float):
             result = function(*args)
             busy.append(time.perf_counter() - started)
             return result
+
         return wrapper
 
     logic._onFixedModified = timed(logic._onFixedModified)  # the observer the logic registers next
@@ -251,12 +331,26 @@ def live_table(model, data, frames: int, interval_s: float):
     stats = logic.liveStatistics
     per_registration = sum(busy) / max(1, stats["processed"])
     rows = [
-        ("main thread busy per registration (all callbacks / registrations)", f"{per_registration * 1000:.1f} ms",
-         f"max single callback {max(busy) * 1000:.1f} ms"),
-        ("latency, frame to transform", f"median {statistics.median(stats['latency_s']):.3f} s", f"max {max(stats['latency_s']):.3f} s"),
-        ("frames sent / registered / dropped", f"{stats['frames']} / {stats['processed']} / {stats['dropped']}",
-         f"one every {interval_s * 1000:.0f} ms for {elapsed:.1f} s"),
-        ("frames registered twice", f"{stats['frames'] - stats['processed'] - stats['dropped']}", "registered + dropped = sent"),
+        (
+            "main thread busy per registration (all callbacks / registrations)",
+            f"{per_registration * 1000:.1f} ms",
+            f"max single callback {max(busy) * 1000:.1f} ms",
+        ),
+        (
+            "latency, frame to transform",
+            f"median {statistics.median(stats['latency_s']):.3f} s",
+            f"max {max(stats['latency_s']):.3f} s",
+        ),
+        (
+            "frames sent / registered / dropped",
+            f"{stats['frames']} / {stats['processed']} / {stats['dropped']}",
+            f"one every {interval_s * 1000:.0f} ms for {elapsed:.1f} s",
+        ),
+        (
+            "frames registered twice",
+            f"{stats['frames'] - stats['processed'] - stats['dropped']}",
+            "registered + dropped = sent",
+        ),
     ]
     print_table(f"Live mode, {label}, network in a worker thread", ["", "value", ""], rows)
 

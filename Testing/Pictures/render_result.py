@@ -81,7 +81,9 @@ def main():
 
     start = initial_alignment(pair.moving_image, pair.fixed_image, "centers")
     before = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "MR gland, centres aligned")
-    before_volume = resample_volume(pair.moving_labels[0], pair.fixed_image.shape, pair.fixed_image.ijk_to_ras, start, interpolation="nearest")
+    before_volume = resample_volume(
+        pair.moving_labels[0], pair.fixed_image.shape, pair.fixed_image.ijk_to_ras, start, interpolation="nearest"
+    )
     update_volume_node(before, before_volume.with_array(before_volume.array.astype(np.int16)))
     logic = LabelReg.LabelRegLogic()
     logic.register(moving, fixed, modelPath=args.model, segmentationNode=segmentation, createLabelmap=True)
@@ -97,11 +99,15 @@ def main():
 
     view = SliceView(slicer)
     figure, axes = plt.subplots(1, 2, figsize=(8, 4.2))
-    for axis, label, title in zip(axes, (before, logic.lastLabelmapNode), ("MR gland, centres aligned", "MR gland after LabelReg")):
+    for axis, label, title in zip(
+        axes, (before, logic.lastLabelmapNode), ("MR gland, centres aligned", "MR gland after LabelReg")
+    ):
         axis.imshow(view.show(fixed, label)[..., :3])
         axis.set_title(title, fontsize=10)
         axis.axis("off")
-    figure.suptitle(f"US with the MR gland outline (Slicer slice view, phantom {args.seed}); {logic.lastStatus}", fontsize=8)
+    figure.suptitle(
+        f"US with the MR gland outline (Slicer slice view, phantom {args.seed}); {logic.lastStatus}", fontsize=8
+    )
     figure.tight_layout()
     figure.savefig(args.output, dpi=100)
     print(f"wrote {args.output}")

@@ -78,8 +78,14 @@ def register_case(logic, slicer, case: dict, options: dict) -> None:
     segmentation = None
     if case.get("segmentation"):
         segmentation = _read(slicer, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode", case["segmentation"])
-    transform = logic.register(moving, fixed, segmentationNode=segmentation, segmentationMode="harden" if case.get("output_segmentation") else "transform",
-                               createLabelmap=bool(case.get("output_labelmap")), **options)
+    transform = logic.register(
+        moving,
+        fixed,
+        segmentationNode=segmentation,
+        segmentationMode="harden" if case.get("output_segmentation") else "transform",
+        createLabelmap=bool(case.get("output_labelmap")),
+        **options,
+    )
     if case.get("output_transform"):
         _write(slicer, transform, "vtkMRMLTransformStorageNode", case["output_transform"])
     if case.get("output_segmentation"):
@@ -90,9 +96,11 @@ def register_case(logic, slicer, case: dict, options: dict) -> None:
     slicer.mrmlScene.Clear(0)
 
 
-OUTPUTS = {"output_transform": ("--output-transform", (".h5", ".hdf5", ".tfm", ".nii.gz", ".nii", ".nrrd", ".mha")),
-           "output_segmentation": ("--output-segmentation", (".seg.nrrd",)),
-           "output_labelmap": ("--output-labelmap", (".nrrd", ".nii.gz", ".nii", ".mha", ".mhd", ".nhdr"))}
+OUTPUTS = {
+    "output_transform": ("--output-transform", (".h5", ".hdf5", ".tfm", ".nii.gz", ".nii", ".nrrd", ".mha")),
+    "output_segmentation": ("--output-segmentation", (".seg.nrrd",)),
+    "output_labelmap": ("--output-labelmap", (".nrrd", ".nii.gz", ".nii", ".mha", ".mhd", ".nhdr")),
+}
 INPUTS = {"moving": "--moving", "fixed": "--fixed", "segmentation": "--segmentation"}
 
 
@@ -104,8 +112,19 @@ def _cases(args, parser) -> list:
     if args.cases:
         rows = read_pairs(args.cases)
     elif args.moving and args.fixed:
-        rows = [(0, {"moving": args.moving, "fixed": args.fixed, "output_transform": args.output_transform, "segmentation": args.segmentation,
-                     "output_segmentation": args.output_segmentation, "output_labelmap": args.output_labelmap})]
+        rows = [
+            (
+                0,
+                {
+                    "moving": args.moving,
+                    "fixed": args.fixed,
+                    "output_transform": args.output_transform,
+                    "segmentation": args.segmentation,
+                    "output_segmentation": args.output_segmentation,
+                    "output_labelmap": args.output_labelmap,
+                },
+            )
+        ]
     else:
         parser.error("give --moving and --fixed, or --cases")
 
@@ -130,7 +149,9 @@ def main(argv=None) -> int:
     parser.add_argument("--segmentation", help="MR segmentation (.seg.nrrd) to carry onto the US")
     parser.add_argument("--output-segmentation", help="the segmentation hardened onto the US (.seg.nrrd)")
     parser.add_argument("--output-labelmap", help="the segments as a labelmap on the US grid (.nrrd / .nii.gz)")
-    parser.add_argument("--cases", help="CSV: moving, fixed, output_transform[, segmentation, output_segmentation, output_labelmap]")
+    parser.add_argument(
+        "--cases", help="CSV: moving, fixed, output_transform[, segmentation, output_segmentation, output_labelmap]"
+    )
     parser.add_argument("--model")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--init", choices=["centers", "physical"])
