@@ -471,21 +471,22 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
                 node.SetAndObserveTransformNodeID(parentID)
             remove_nodes_added_since(slicer.mrmlScene, nodesBefore)  # the new outputs with their display nodes
             raise
+        self._report(result, time.perf_counter() - started)
+        return outputTransformNode
+
+    def _report(self, result, runtime: float) -> None:
+        """Count the registration and say how it went (``lastStatus``, ``lastWarnings``, the log)."""
         self.registrationCount += 1
-        self.lastRuntime = time.perf_counter() - started
+        self.lastRuntime = runtime
         self.lastWarnings = list(result.warnings)
         for message in self.lastWarnings:
             logging.warning(message)
+        done = _("Registered in {seconds:.2f} s on {device} (network {network:.2f} s)")
+        warned = [_("Warning: {message}").format(message=message) for message in self.lastWarnings]
         self.lastStatus = "\n".join(
-            [
-                _("Registered in {seconds:.2f} s on {device} (network {network:.2f} s)").format(
-                    seconds=self.lastRuntime, device=result.device, network=result.runtime_s
-                ),
-                *(_("Warning: {message}").format(message=message) for message in self.lastWarnings),
-            ]
+            [done.format(seconds=runtime, device=result.device, network=result.runtime_s), *warned]
         )
         logging.info(self.lastStatus)
-        return outputTransformNode
 
     @staticmethod
     def _carrySegmentation(segmentationNode, transformNode, mode: str):

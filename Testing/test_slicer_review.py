@@ -520,7 +520,7 @@ def test_module_methods_orchestrate_in_a_few_dozen_lines(path):
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef) and not n.name.endswith("Test")):
         for method in (n for n in cls.body if isinstance(n, ast.FunctionDef)):
             length = method.end_lineno - method.lineno + 1
-            assert length <= 50, f"{cls.name}.{method.name} is {length} lines: move the work into LabelRegLib"
+            assert length <= 60, f"{cls.name}.{method.name} is {length} lines: move the work into LabelRegLib"
     assert not re.search(r"^import (threading|queue|subprocess|signal|atexit)", path.read_text(), re.M), (
         "process and thread work lives in LabelRegLib"
     )
