@@ -298,16 +298,11 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
         """``(text, problems)``: pairs found, landmarks per pair, and every problem (the checks of ``labelreg train``)."""
         from collections import Counter
 
-        from LabelRegLib.data import load_cases, resolve_folders, scan_case_files
+        from LabelRegLib.data import FOLDERS, load_cases, resolve_folders, scan_case_files
 
         p = parameterNode
-        folders = resolve_folders(
-            p.dataFolder or None,
-            moving_images=p.movingImagesFolder or None,
-            fixed_images=p.fixedImagesFolder or None,
-            moving_labels=p.movingLabelsFolder or None,
-            fixed_labels=p.fixedLabelsFolder or None,
-        )
+        given = (p.movingImagesFolder, p.fixedImagesFolder, p.movingLabelsFolder, p.fixedLabelsFolder)
+        folders = resolve_folders(p.dataFolder or None, **{name: path or None for name, path in zip(FOLDERS, given)})
         caseFiles, problems = scan_case_files(folders)
         cases, loadProblems = load_cases(caseFiles)
         problems = problems + loadProblems

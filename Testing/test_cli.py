@@ -149,16 +149,7 @@ def test_evaluate_writes_metrics_summary_and_pictures(phantom_folder, tiny_model
     assert run.returncode == 0, run.stderr
     with open(tmp_path / "eval" / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == [
-        "case",
-        "landmark",
-        "dice_before",
-        "dice_after",
-        "tre_mm_before",
-        "tre_mm_after",
-        "folding",
-        "runtime_s",
-    ]
+    assert list(rows[0]) == "case landmark dice_before dice_after tre_mm_before tre_mm_after folding runtime_s".split()
     assert {row["case"] for row in rows} == {"phantom000", "phantom001"}
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     for key in (
@@ -177,39 +168,39 @@ def test_evaluate_writes_metrics_summary_and_pictures(phantom_folder, tiny_model
 
 ORIGINAL_INI = """
 [Data]
-dir_moving_image: {data}/moving_images
-dir_fixed_image: {data}/fixed_images
-dir_moving_label: {data}/moving_labels
-dir_fixed_label: {data}/fixed_labels
+dir_moving_image = {data}/moving_images
+dir_fixed_image = {data}/fixed_images
+dir_moving_label = {data}/moving_labels
+dir_fixed_label = {data}/fixed_labels
 
 [Network]
-network_type: local
+network_type = local
 
 [Loss]
-similarity_type: dice
-similarity_scales: [0, 1, 2, 4, 8, 16]
-regulariser_type: bending
-regulariser_weight: 0.5
+similarity_type = dice
+similarity_scales = [0, 1, 2, 4, 8, 16]
+regulariser_type = bending
+regulariser_weight = 0.5
 
 [Train]
-total_iterations: 2
-minibatch_size: 2
-learning_rate: 1e-5
-freq_info_print: 1
-freq_model_save: 500
-file_model_save: {out}/model.pt
-output_dir: {out}
-num_channel_initial: 4
+total_iterations = 2
+minibatch_size = 2
+learning_rate = 1e-5
+freq_info_print = 1
+freq_model_save = 500
+file_model_save = {out}/model.pt
+output_dir = {out}
+num_channel_initial = 4
 
 [Inference]
-file_model_saved: {out}/model.pt
-dir_moving_image: {data}/moving_images
-dir_fixed_image: {data}/fixed_images
-dir_save: {out}/inference
+file_model_saved = {out}/model.pt
+dir_moving_image = {data}/moving_images
+dir_fixed_image = {data}/fixed_images
+dir_save = {out}/inference
 
 # for test only
-dir_moving_label: {data}/moving_labels
-dir_fixed_label: {data}/fixed_labels
+dir_moving_label = {data}/moving_labels
+dir_fixed_label = {data}/fixed_labels
 """
 
 

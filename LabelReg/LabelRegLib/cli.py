@@ -60,11 +60,12 @@ def train_config(args):
 
 
 def run_train(args) -> int:
-    from .training import Trainer
+    from .training import Trainer, run_folder
 
     config = train_config(args)
     if not (config.data_dir or config.dir_moving_image):
         raise LabelRegError("no training data: give CONFIG.ini with a [Data] section, or --data_dir")
+    run_folder(config, args.resume, args.overwrite)  # outputs refused before the data is read
     if args.exit_with_parent is not None:
         from .training_process import watch_parent
 

@@ -40,6 +40,13 @@ ALIGNMENT_MODES = ("centers", "physical")
 LABEL_SAMPLING = ("one", "all")
 FLIP_AXES = "ijk"
 SECTION_NAMES = ("Data", "Network", "Loss", "Train")
+# the data folders of a case layout (data.py) and the tutorial's [Data] keys naming each
+FOLDER_KEYS = {
+    "moving_images": "dir_moving_image",
+    "fixed_images": "dir_fixed_image",
+    "moving_labels": "dir_moving_label",
+    "fixed_labels": "dir_fixed_label",
+}
 INFERENCE_KEYS = (
     "file_model_saved",
     "dir_moving_image",

@@ -16,16 +16,7 @@ from .metrics import dice, folding, tre_mm
 from .registration import Registrar, RegistrationResult
 from .spatial import resample_volume
 
-METRIC_COLUMNS = [
-    "case",
-    "landmark",
-    "dice_before",
-    "dice_after",
-    "tre_mm_before",
-    "tre_mm_after",
-    "folding",
-    "runtime_s",
-]
+METRIC_COLUMNS = "case landmark dice_before dice_after tre_mm_before tre_mm_after folding runtime_s".split()
 
 
 @dataclass

@@ -57,6 +57,12 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     )
 
 
+def run_folder(config: TrainConfig, resume: bool, overwrite: bool) -> RunFolder:
+    """The run folder of ``config``, checked for a new training (``overwrite``) or a ``resume``; enter it to hold it."""
+    inputs = {"--initial_model": config.initial_model or None}
+    return RunFolder(Path(config.output_dir).expanduser(), config.model_path(), resume, overwrite, config, inputs)
+
+
 class Trainer:
     """Train a registration network from a :class:`TrainConfig`; ``run()`` returns the model file path.
 
@@ -223,9 +229,7 @@ class Trainer:
         c = self.config
         if not self.dist.is_main:
             return self._run(resume)
-        with RunFolder(
-            self.output_dir, c.model_path(), resume, self.overwrite, c, {"--initial_model": c.initial_model or None}
-        ):
+        with run_folder(c, resume, self.overwrite):
             return self._run(resume)
 
     def _run(self, resume: bool) -> Path:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import TrainConfig
+from .config import FOLDER_KEYS, TrainConfig
 from .data import Case, load_data_folder
 from .preprocess import WorkingPair, prepare_pair
 from .spatial import affine_warp
@@ -38,11 +38,7 @@ class TrainingData:
         c = config
         if cases is None:
             cases = load_data_folder(
-                c.data_dir or None,
-                moving_images=c.dir_moving_image or None,
-                fixed_images=c.dir_fixed_image or None,
-                moving_labels=c.dir_moving_label or None,
-                fixed_labels=c.dir_fixed_label or None,
+                c.data_dir or None, **{folder: getattr(c, key) or None for folder, key in FOLDER_KEYS.items()}
             )
         self.train_idx, self.val_idx = split_cases(len(cases), c.validation_fraction, c.seed)
         if c.phantom_pairs:  # synthetic pairs, in the training share only
