@@ -384,18 +384,9 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         result = (
             self.modelCatalogue().registrar(modelPath, device).register(moving, fixed, initialAlignment, warn=False)
         )
+        nodes, frame = (movingVolumeNode, fixedVolumeNode, outputTransformNode), (frameToWorld, frameID)
         return self._apply(
-            result,
-            started,
-            movingVolumeNode,
-            fixedVolumeNode,
-            outputTransformNode,
-            frameToWorld,
-            frameID,
-            applyToMoving,
-            segmentationNode,
-            segmentationMode,
-            createLabelmap,
+            result, started, nodes, frame, applyToMoving, (segmentationNode, segmentationMode, createLabelmap)
         )
 
     @staticmethod
@@ -423,21 +414,15 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         return volume_from_node(movingVolumeNode, _("moving volume"), frameToWorld), frameToWorld, parentID
 
     def _apply(
-        self,
-        result,
-        started,
-        movingVolumeNode,
-        fixedVolumeNode,
-        outputTransformNode,
-        frameToWorld,
-        frameID,
-        applyToMoving=True,
-        segmentationNode=None,
-        segmentationMode="transform",
-        createLabelmap=False,
+        self, result, started, nodes: tuple, frame: tuple, applyToMoving=True, segmentation=(None, "transform", False)
     ):
         """Put a registration result into MRML (main thread): the transform, the MR under it, the carried
-        segmentation and labelmap. On any error the scene is as it was."""
+        segmentation and labelmap. ``nodes``: (moving, fixed, output transform or None); ``frame``: (the MR's own
+        RAS to world, its parent's ID); ``segmentation``: (node or None, mode, create a labelmap). On any error the
+        scene is as it was."""
+        movingVolumeNode, fixedVolumeNode, outputTransformNode = nodes
+        frameToWorld, frameID = frame
+        segmentationNode, segmentationMode, createLabelmap = segmentation
         import numpy as np
 
         from LabelRegLib.mrml import displacement_to_local, node_ids, remove_nodes_added_since, set_grid_transform
@@ -550,39 +535,37 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         return labelmap
 
     # ---------------------------------------------------------------- live ultrasound
-    def startLiveUpdate(
-        self,
-        movingVolumeNode,
-        fixedVolumeNode,
-        outputTransformNode,
-        onUpdate=None,
-        modelPath: str | None = None,
-        device: str = "auto",
-        initialAlignment: str | None = None,
-        applyToMoving: bool = True,
-        pollIntervalMs: int = 20,
-    ) -> None:
+    LIVE_POLL_MS = 20  # how often the main thread takes the worker's results
+
+    def startLiveUpdate(self, movingVolumeNode, fixedVolumeNode, outputTransformNode, onUpdate=None, **options) -> None:
         """Re-register into ``outputTransformNode`` whenever the fixed volume's voxels change.
 
+        ``options``: ``modelPath``, ``device``, ``initialAlignment`` and ``applyToMoving``, as for :meth:`register`.
         The network runs in a worker thread; a frame that arrives while it runs
         replaces any frame still waiting (the latest wins, none is processed
         twice). Results are put into MRML on the main thread by
         :meth:`processLiveResults`, which a ``QTimer`` calls every
-        ``pollIntervalMs`` in Slicer (callers without a Qt event loop call it
+        ``LIVE_POLL_MS`` in Slicer (callers without a Qt event loop call it
         themselves, or :meth:`waitForLiveResults`). ``onUpdate(status)`` is
         called after each result. ``liveStatistics`` counts frames, drops,
         latencies and the main thread's time per registration.
         """
         from LabelRegLib.live import LatestFrameWorker
 
+        unknown = set(options) - {"modelPath", "device", "initialAlignment", "applyToMoving"}
+        if unknown:
+            raise TypeError(f"startLiveUpdate() got unknown options {sorted(unknown)}")
         self.stopLiveUpdate()
         moving, frameToWorld, frameID = self._movingInput(movingVolumeNode, outputTransformNode)
-        registrar = self.modelCatalogue().registrar(modelPath, device)  # loaded here, before the first frame
-        worker = LatestFrameWorker(lambda fixed: registrar.register(moving, fixed, initialAlignment, warn=False))
+        registrar = self.modelCatalogue().registrar(
+            options.get("modelPath"), options.get("device", "auto")
+        )  # loaded before the first frame
+        alignment = options.get("initialAlignment")
+        worker = LatestFrameWorker(lambda fixed: registrar.register(moving, fixed, alignment, warn=False))
         live = {
             "nodes": (movingVolumeNode, fixedVolumeNode, outputTransformNode),
             "frame": (frameToWorld, frameID),
-            "applyToMoving": applyToMoving,
+            "applyToMoving": options.get("applyToMoving", True),
             "onUpdate": onUpdate,
             "worker": worker,
             "stamp": self._imageStamp(fixedVolumeNode),
@@ -590,7 +573,7 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
                 fixedVolumeNode.AddObserver(event, self._onFixedModified)
                 for event in (slicer.vtkMRMLVolumeNode.ImageDataModifiedEvent, vtk.vtkCommand.ModifiedEvent)
             ],
-            "timer": self._pollTimer(pollIntervalMs),
+            "timer": self._pollTimer(self.LIVE_POLL_MS),
             "mainThreadSeconds": {},  # frame id -> seconds spent on the main thread for it
         }
         self._live = live
@@ -659,19 +642,8 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
                 self._liveFailed(frame.error)
                 return applied
             started = time.perf_counter()
-            moving, fixed, transform = live["nodes"]
-            frameToWorld, frameID = live["frame"]
             try:
-                self._apply(
-                    frame.value,
-                    frame.submitted_s,
-                    moving,
-                    fixed,
-                    transform,
-                    frameToWorld,
-                    frameID,
-                    live["applyToMoving"],
-                )
+                self._apply(frame.value, frame.submitted_s, live["nodes"], live["frame"], live["applyToMoving"])
             except Exception as error:
                 self._liveFailed(error)
                 return applied

@@ -95,156 +95,63 @@ def setting(
 
 @dataclass
 class TrainConfig:
+    # one setting a line: the schema reads as a table
+    # fmt: off
     # [Data]: one folder with moving_images/ fixed_images/ moving_labels/ fixed_labels/, or the four folders
-    data_dir: str = setting(
-        "", "Data", "folder with moving_images/, fixed_images/, moving_labels/, fixed_labels/", record=False
-    )
+    data_dir: str = setting("", "Data", "folder with moving_images/, fixed_images/, moving_labels/, fixed_labels/", record=False)
     dir_moving_image: str = setting("", "Data", "moving (MR) images folder (instead of data_dir)", record=False)
     dir_fixed_image: str = setting("", "Data", "fixed (US) images folder", record=False)
     dir_moving_label: str = setting("", "Data", "moving labels folder (3D/4D label files or .seg.nrrd)", record=False)
-    dir_fixed_label: str = setting(
-        "", "Data", "fixed labels folder (same names, same landmarks in the same order)", record=False
-    )
+    dir_fixed_label: str = setting("", "Data", "fixed labels folder (same names, same landmarks in the same order)", record=False)
     # [Network]
     network_type: str = setting("local", "Network", "the network", choices=NETWORK_TYPES)
-    num_channel_initial: int = setting(
-        16, "Network", "channels of the first layer (doubles at each level)", minimum=1, maximum=256
-    )
-    ddf_levels: list = setting(
-        [0, 1, 2, 3, 4], "Network", "levels whose DDF outputs are summed, e.g. '[0, 1, 2, 3, 4]'", minimum=0, maximum=4
-    )
+    num_channel_initial: int = setting(16, "Network", "channels of the first layer (doubles at each level)", minimum=1, maximum=256)
+    ddf_levels: list = setting([0, 1, 2, 3, 4], "Network", "levels whose DDF outputs are summed, e.g. '[0, 1, 2, 3, 4]'", minimum=0, maximum=4)
     norm: str = setting("batch", "Network", "normalisation layers (batch: the original)", choices=NORMS)
     # [Loss]
     similarity_type: str = setting("dice", "Loss", "label similarity", choices=SIMILARITY_TYPES)
-    similarity_scales: list = setting(
-        [0, 1, 2, 4, 8, 16],
-        "Loss",
-        "Gaussian smoothing scales of the labels, e.g. '[0, 1, 2, 4, 8, 16]'",
-        unit="voxels",
-        minimum=0,
-        maximum=64,
-    )
+    similarity_scales: list = setting([0, 1, 2, 4, 8, 16], "Loss", "Gaussian smoothing scales of the labels, e.g. '[0, 1, 2, 4, 8, 16]'",
+                                      unit="voxels", minimum=0, maximum=64)
     regulariser_type: str = setting("bending", "Loss", "deformation regulariser", choices=REGULARISER_TYPES)
     regulariser_weight: float = setting(0.5, "Loss", "weight of the regulariser", minimum=0.0, maximum=1e6)
     # [Train]
     total_iterations: int = setting(1000, "Train", "training steps", unit="steps", minimum=1, maximum=10**8)
-    minibatch_size: int = setting(
-        4, "Train", "image pairs per step (per process under torchrun)", minimum=1, maximum=1024
-    )
-    learning_rate: float = setting(
-        1e-4, "Train", "Adam learning rate (0: the weights stay as they start)", minimum=0.0, maximum=1.0
-    )
-    learning_rate_milestones: list = setting(
-        [],
-        "Train",
-        "steps after which the learning rate is multiplied by learning_rate_decay, e.g. '[6000]'",
-        unit="steps",
-        minimum=1,
-        maximum=10**8,
-    )
-    learning_rate_decay: float = setting(
-        0.1, "Train", "factor applied to the learning rate at each milestone", minimum=1e-6, maximum=1.0
-    )
-    freq_info_print: int = setting(
-        10, "Train", "print progress every N steps", unit="steps", minimum=1, maximum=10**8, record=False
-    )
-    freq_model_save: int = setting(
-        100, "Train", "write the checkpoint every N steps", unit="steps", minimum=1, maximum=10**8, record=False
-    )
-    freq_validation: int = setting(
-        50, "Train", "validate every N steps", unit="steps", minimum=1, maximum=10**8, record=False
-    )
+    minibatch_size: int = setting(4, "Train", "image pairs per step (per process under torchrun)", minimum=1, maximum=1024)
+    learning_rate: float = setting(1e-4, "Train", "Adam learning rate (0: the weights stay as they start)", minimum=0.0, maximum=1.0)
+    learning_rate_milestones: list = setting([], "Train", "steps after which the learning rate is multiplied by learning_rate_decay, e.g. '[6000]'",
+                                             unit="steps", minimum=1, maximum=10**8)
+    learning_rate_decay: float = setting(0.1, "Train", "factor applied to the learning rate at each milestone", minimum=1e-6, maximum=1.0)
+    freq_info_print: int = setting(10, "Train", "print progress every N steps", unit="steps", minimum=1, maximum=10**8, record=False)
+    freq_model_save: int = setting(100, "Train", "write the checkpoint every N steps", unit="steps", minimum=1, maximum=10**8, record=False)
+    freq_validation: int = setting(50, "Train", "validate every N steps", unit="steps", minimum=1, maximum=10**8, record=False)
     file_model_save: str = setting("", "Train", "final model file (default <output_dir>/model.pt)", record=False)
-    model_float16: bool = setting(
-        False, "Train", "store the final model's weights as float16 (half the file; loaded as float32)"
-    )
-    output_dir: str = setting(
-        "labelreg-run", "Train", "folder for checkpoint, metrics.csv, curves.png, config.ini", record=False
-    )
-    validation_fraction: float = setting(
-        0.1, "Train", "share of the pairs held out for validation", minimum=0.0, maximum=0.9
-    )
+    model_float16: bool = setting(False, "Train", "store the final model's weights as float16 (half the file; loaded as float32)")
+    output_dir: str = setting("labelreg-run", "Train", "folder for checkpoint, metrics.csv, curves.png, config.ini", record=False)
+    validation_fraction: float = setting(0.1, "Train", "share of the pairs held out for validation", minimum=0.0, maximum=0.9)
     device: str = setting("auto", "Train", f"compute device: {', '.join(DEVICE_CHOICES)} or cuda:N", record=False)
     initial_alignment: str = setting("centers", "Train", "alignment before the network", choices=ALIGNMENT_MODES)
-    working_spacing: float = setting(
-        0.0, "Train", "working voxel size (0 = the fixed image's own grid)", unit="mm", minimum=0.0, maximum=50.0
-    )
-    corner_scale: float = setting(
-        0.1, "Train", "random affine augmentation strength (0 = off)", minimum=0.0, maximum=1.0
-    )
-    translation_mm: float = setting(
-        0.0,
-        "Train",
-        "random shift of the moving side, uniform in +-V per axis (0 = off)",
-        unit="mm",
-        minimum=0.0,
-        maximum=200.0,
-    )
-    fixed_translation_mm: float = setting(
-        0.0,
-        "Train",
-        "random shift of the fixed side within its field of view, uniform in +-V per axis (0 = off)",
-        unit="mm",
-        minimum=0.0,
-        maximum=200.0,
-    )
-    flip_axes: str = setting(
-        "",
-        "Train",
-        "working-grid axes (letters i, j, k) along which a whole pair is mirrored with probability 1/2, "
-        "e.g. 'j' (the pair's left-right axis)",
-    )
-    intensity_gamma: float = setting(
-        0.0, "Train", "random gamma: standard deviation of log(gamma) (0 = off)", minimum=0.0, maximum=5.0
-    )
-    label_sampling: str = setting(
-        "one", "Train", "landmarks per pair and step: one (the original) or all", choices=LABEL_SAMPLING
-    )
-    phantom_pairs: int = setting(
-        0,
-        "Train",
-        "synthetic phantom pairs added to the training share (never to validation)",
-        minimum=0,
-        maximum=10000,
-    )
-    initial_model: str = setting(
-        "", "Train", "model file to start from (fine-tuning, e.g. the bundled model on new data)"
-    )
-    ema_decay: float = setting(
-        0.0,
-        "Train",
-        "validate and save an exponential moving average of the weights with this per-step decay (0 = off)",
-        minimum=0.0,
-        maximum=0.999999,
-    )
-    swa_start: int = setting(
-        0,
-        "Train",
-        "from this step on, average the network (the moving average if ema_decay is on) every swa_every "
-        "steps with equal weights, and save that average (0 = off)",
-        unit="steps",
-        minimum=0,
-        maximum=10**8,
-    )
-    swa_every: int = setting(
-        250,
-        "Train",
-        "steps between two snapshots of the weight average of swa_start",
-        unit="steps",
-        minimum=1,
-        maximum=10**8,
-    )
-    segmentation_weight: float = setting(
-        0.0,
-        "Train",
-        "weight of an auxiliary gland segmentation task during training (0 = off)",
-        minimum=0.0,
-        maximum=1e6,
-    )
-    seed: int = setting(
-        0, "Train", "random seed (split, sampling, augmentation, initial weights)", minimum=0, maximum=2**32 - 1
-    )
+    working_spacing: float = setting(0.0, "Train", "working voxel size (0 = the fixed image's own grid)", unit="mm", minimum=0.0, maximum=50.0)
+    corner_scale: float = setting(0.1, "Train", "random affine augmentation strength (0 = off)", minimum=0.0, maximum=1.0)
+    translation_mm: float = setting(0.0, "Train", "random shift of the moving side, uniform in +-V per axis (0 = off)", unit="mm",
+                                    minimum=0.0, maximum=200.0)
+    fixed_translation_mm: float = setting(0.0, "Train", "random shift of the fixed side within its field of view, uniform in +-V per axis (0 = off)",
+                                          unit="mm", minimum=0.0, maximum=200.0)
+    flip_axes: str = setting("", "Train", "working-grid axes (letters i, j, k) along which a whole pair is mirrored with probability 1/2, "
+                                          "e.g. 'j' (the pair's left-right axis)")
+    intensity_gamma: float = setting(0.0, "Train", "random gamma: standard deviation of log(gamma) (0 = off)", minimum=0.0, maximum=5.0)
+    label_sampling: str = setting("one", "Train", "landmarks per pair and step: one (the original) or all", choices=LABEL_SAMPLING)
+    phantom_pairs: int = setting(0, "Train", "synthetic phantom pairs added to the training share (never to validation)", minimum=0, maximum=10000)
+    initial_model: str = setting("", "Train", "model file to start from (fine-tuning, e.g. the bundled model on new data)")
+    ema_decay: float = setting(0.0, "Train", "validate and save an exponential moving average of the weights with this per-step decay (0 = off)",
+                               minimum=0.0, maximum=0.999999)
+    swa_start: int = setting(0, "Train", "from this step on, average the network (the moving average if ema_decay is on) every swa_every "
+                                         "steps with equal weights, and save that average (0 = off)", unit="steps", minimum=0, maximum=10**8)
+    swa_every: int = setting(250, "Train", "steps between two snapshots of the weight average of swa_start", unit="steps", minimum=1, maximum=10**8)
+    segmentation_weight: float = setting(0.0, "Train", "weight of an auxiliary gland segmentation task during training (0 = off)",
+                                         minimum=0.0, maximum=1e6)
+    seed: int = setting(0, "Train", "random seed (split, sampling, augmentation, initial weights)", minimum=0, maximum=2**32 - 1)
     deterministic: bool = setting(False, "Train", "use deterministic algorithms only", record=False)
+    # fmt: on
 
     def model_path(self) -> Path:
         return (
