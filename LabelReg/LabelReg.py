@@ -184,9 +184,8 @@ class LabelRegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
         if path:
             with slicer.util.tryWithErrorDisplay(_("This file is not a usable LabelReg model."), waitCursor=True):
-                self.logic.modelCatalogue().summary(
-                    path
-                )  # rejects a file that is not a LabelReg model before it is offered
+                # a file that is not a LabelReg model is refused before it is offered
+                self.logic.modelCatalogue().summary(path)
                 self._parameterNode.modelPath = path
                 self.logic.modelCatalogue().add(path)
 
@@ -513,9 +512,8 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
                 segmentationNode, segmentIds, inMrFrame
             ):
                 raise RuntimeError(f"Exporting the segments of '{segmentationNode.GetName()}' to a labelmap failed")
-            labels = volume_from_node(inMrFrame, "exported labelmap", to_world=np.eye(4)).padded(
-                1
-            )  # in the MR's own RAS; empty outside
+            # in the MR's own RAS; empty outside
+            labels = volume_from_node(inMrFrame, "exported labelmap", to_world=np.eye(4)).padded(1)
         finally:
             remove_nodes_added_since(slicer.mrmlScene, scratch)
         fixed = volume_from_node(fixedVolumeNode, "fixed volume")
@@ -557,9 +555,8 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
             raise TypeError(f"startLiveUpdate() got unknown options {sorted(unknown)}")
         self.stopLiveUpdate()
         moving, frameToWorld, frameID = self._movingInput(movingVolumeNode, outputTransformNode)
-        registrar = self.modelCatalogue().registrar(
-            options.get("modelPath"), options.get("device", "auto")
-        )  # loaded before the first frame
+        # the model is loaded here, before the first frame
+        registrar = self.modelCatalogue().registrar(options.get("modelPath"), options.get("device", "auto"))
         alignment = options.get("initialAlignment")
         worker = LatestFrameWorker(lambda fixed: registrar.register(moving, fixed, alignment, warn=False))
         live = {
@@ -758,9 +755,8 @@ class LabelRegTest(ScriptedLoadableModuleTest):
             logic.stopLiveUpdate()
         stats = logic.liveStatistics
         self.assertEqual(stats["frames"], 3)
-        self.assertEqual(
-            stats["processed"] + stats["dropped"], 3
-        )  # each frame registered once, or dropped for a newer one
+        # each frame registered once, or dropped for a newer one
+        self.assertEqual(stats["processed"] + stats["dropped"], 3)
         self.assertEqual(logic.registrationCount - before, stats["processed"])
         self.assertEqual(moving.GetTransformNodeID(), transform.GetID())
         self.delayDisplay(logic.lastStatus)

@@ -27,9 +27,8 @@ class RegistrationResult:
     initial: np.ndarray  # 4x4 fixed RAS -> moving RAS used before the network
     runtime_s: float
     device: str
-    warnings: list = field(
-        default_factory=list
-    )  # what the registration warned of (e.g. a US larger than the training volumes)
+    # what the registration warned of (e.g. a US larger than the training volumes)
+    warnings: list = field(default_factory=list)
 
     def warp(self, moving: Volume) -> Volume:
         """``moving`` (an image or a label) resampled onto the fixed grid through the registration."""
@@ -111,9 +110,7 @@ class Registrar:
                 step = self.network(warp(moving_t, ddf).contiguous(memory_format=torch.channels_last_3d), fixed_t)
                 ddf = step + warp(ddf, step)
             ddf = ddf[0].double().cpu()
-        field_ras = np.moveaxis(
-            ddf_voxel_to_ras(ddf, pair.ijk_to_ras).numpy(), 0, -1
-        )  # [K, J, I, 3] on the working grid
+        field_ras = np.moveaxis(ddf_voxel_to_ras(ddf, pair.ijk_to_ras).numpy(), 0, -1)  # [K, J, I, 3], working grid
         on_fixed_grid = pair.shape == fixed.shape and np.allclose(pair.ijk_to_ras, fixed.ijk_to_ras)
         if not on_fixed_grid:  # the network ran at the model's working spacing: interpolate the field to the fixed grid
             field_ras = resample_volume(Volume(field_ras, pair.ijk_to_ras), fixed.shape, fixed.ijk_to_ras).array

@@ -28,9 +28,8 @@ class WeightAverages:
             if config.ema_decay > 0
             else None
         )
-        self.swa = (
-            AveragedModel(network, use_buffers=True) if config.swa_start > 0 else None
-        )  # equal weights: the mean of its snapshots
+        # equal weights: the mean of its snapshots
+        self.swa = AveragedModel(network, use_buffers=True) if config.swa_start > 0 else None
 
     def smoothed(self, network: torch.nn.Module) -> torch.nn.Module:
         """``network`` with the moving average of its weights if ``ema_decay`` is on."""
