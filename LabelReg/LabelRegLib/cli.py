@@ -145,6 +145,10 @@ def _register_one(registrar, job: dict, alignment):
 
     moving, fixed = read_volume(job["moving"]), read_volume(job["fixed"])
     labels = read_labels(job["moving_label"]) if job.get("moving_label") else []
+    if labels and not labels[0].same_geometry(moving):
+        raise LabelRegError(
+            f"{job['moving_label']}: is not on the grid of the moving image {job['moving']}; labels must share its geometry"
+        )
     result = registrar.register(moving, fixed, alignment)
     if job.get("output_transform"):
         write_displacement(result.displacement, job["output_transform"])
@@ -238,7 +242,9 @@ def _add_evaluate_parser(commands):
     parser.add_argument("--init", choices=["centers", "physical"], help="initial alignment (default: the model's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cases", help="comma-separated case names to evaluate (default: all)")
-    parser.add_argument("--passes", type=int, help="network passes per registration (default: the model's)")
+    parser.add_argument(
+        "--passes", type=_positive, help="network passes per registration, 1 to 8 (default: the model's)"
+    )
     parser.add_argument("--no-pictures", action="store_true")
     parser.set_defaults(func=run_evaluate)
 
@@ -256,6 +262,13 @@ def _pictures(command: str, wanted: bool = True) -> bool:
     return wanted
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number from 1 to 8 (network passes)."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= 8:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number from 1 to 8")
+    return int(text)
+
+
 def run_evaluate(args) -> int:
     import json
 
@@ -265,7 +278,10 @@ def run_evaluate(args) -> int:
 
     cases = load_data_folder(args.data_dir)
     if args.cases:
-        wanted = set(args.cases.split(","))
+        wanted = {name.strip() for name in args.cases.split(",") if name.strip()}
+        unknown = sorted(wanted - {case.name for case in cases})
+        if unknown:
+            raise LabelRegError(f"--cases: no case named {', '.join(unknown)} in {args.data_dir}")
         cases = [case for case in cases if case.name in wanted]
     summary, _ = evaluate_cases(
         Registrar(args.model, args.device),

@@ -101,6 +101,38 @@ def save_model(path: str | Path, network, header: dict, half_precision: bool = F
         torch.save(payload, temporary)
 
 
+def check_header(header: dict, path: str | Path) -> dict:
+    """Refuse header values that no LabelReg training writes, before anything is built from them (an
+    architecture outside the settings' ranges, an absurd number of passes, size or spacing)."""
+    from dataclasses import fields
+
+    from .config import TrainConfig, _problem
+
+    schema = {f.name: f for f in fields(TrainConfig)}
+    architecture = header.get("architecture")
+    if not isinstance(architecture, dict) or "network_type" not in architecture:
+        raise ModelFileError(path, "has no architecture in its header")
+    for key, value in architecture.items():
+        problem = (
+            _problem(value, schema[key])
+            if key in ("network_type", "num_channel_initial", "ddf_levels", "norm")
+            else "unknown"
+        )
+        if problem:
+            raise ModelFileError(path, f"header architecture {key} = {value!r}: {problem}")
+    checks = {
+        "working_spacing_mm": lambda v: v is None or (isinstance(v, (int, float)) and 0.1 <= v <= 50),
+        "inference_passes": lambda v: isinstance(v, int) and 1 <= v <= 8,
+        "training_input_shape_kji": lambda v: (
+            isinstance(v, list) and len(v) == 3 and all(isinstance(n, int) and 2 <= n <= 1024 for n in v)
+        ),
+    }
+    for key, valid in checks.items():
+        if key in header and not valid(header[key]):
+            raise ModelFileError(path, f"header {key} = {header[key]!r} is out of range")
+    return header
+
+
 def read_model_payload(path: str | Path) -> tuple[dict, dict]:
     """``(header, state_dict)`` of a model file, checked; raises :class:`ModelFileError` naming the problem."""
     import pickle
@@ -137,6 +169,7 @@ def read_model_payload(path: str | Path) -> tuple[dict, dict]:
         state = payload["state_dict"]
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise ModelFileError(path, f"has a damaged header ({error})") from error
+    check_header(header, path)
     if weights_checksum(state) != header.get("weights_sha256"):
         raise ModelFileError(path, "weights do not match the checksum in its header: the file was modified or damaged")
     return header, state

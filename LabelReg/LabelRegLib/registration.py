@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
 from .model_file import LoadedModel, load_model
+from .networks import PAD_MULTIPLE
 from .preprocess import prepare_pair
 from .spatial import resample_volume
 from .volume import Volume, check_volume
@@ -75,8 +77,12 @@ class Registrar:
 
         from .spatial import ddf_voxel_to_ras, warp
 
-        check_volume(moving, moving.name or "moving volume")
-        check_volume(fixed, fixed.name or "fixed volume")
+        for volume, role in ((moving, "moving volume"), (fixed, "fixed volume")):
+            check_volume(volume, volume.name or role)
+            if float(volume.array.max()) == float(volume.array.min()):  # nothing to align: the result would be noise
+                raise InputError(
+                    volume.name or role, f"has no usable content: every voxel is {float(volume.array.min()):g}"
+                )
         started = time.perf_counter()
         header = self.model.header
         pair = prepare_pair(
@@ -86,6 +92,12 @@ class Registrar:
             alignment=alignment or header.get("initial_alignment", "centers"),
             normalisation=header.get("intensity_normalisation"),
         )
+        if min(pair.shape) < PAD_MULTIPLE:  # the network's coarsest level would hold less than one voxel
+            raise InputError(
+                fixed.name or "fixed volume",
+                f"is too small to register: {'x'.join(map(str, pair.shape))} voxels at the model's working spacing "
+                f"({header.get('working_spacing_mm') or 'its own'} mm); the network needs at least {PAD_MULTIPLE} along each axis",
+            )
         messages = []
         trained_at = self.network.min_input_shape  # from the header's training_input_shape_kji
         if trained_at and any(n > m for n, m in zip(pair.shape, trained_at)):
