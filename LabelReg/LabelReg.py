@@ -499,7 +499,7 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         import numpy as np
 
         from LabelRegLib.mrml import node_ids, remove_nodes_added_since, update_volume_node, volume_from_node
-        from LabelRegLib.spatial import resample_volume
+        from LabelRegLib.registration import warp_volume
 
         scratch = node_ids(slicer.mrmlScene)
         try:  # the export adds a labelmap, and a display node and a color table for it: all removed below
@@ -516,10 +516,7 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
             labels = volume_from_node(inMrFrame, "exported labelmap", to_world=np.eye(4)).padded(1)
         finally:
             remove_nodes_added_since(slicer.mrmlScene, scratch)
-        fixed = volume_from_node(fixedVolumeNode, "fixed volume")
-        onUs = resample_volume(
-            labels, fixed.shape, fixed.ijk_to_ras, displacement_ras=displacementLocal.array, interpolation="nearest"
-        )
+        onUs = warp_volume(labels, displacementLocal, interpolation="nearest")  # on the field's grid: the US's
 
         labelmap = slicer.mrmlScene.AddNewNodeByClass(
             "vtkMRMLLabelMapVolumeNode", f"{segmentationNode.GetName()} labelmap on US"
@@ -645,7 +642,11 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
                 self._liveFailed(error)
                 return applied
             applied += 1
-            mainThread = live["mainThreadSeconds"].pop(frame.frame_id, 0.0) + time.perf_counter() - started
+            # the copies of this frame and of the frames dropped before it, and this MRML update
+            copies = live["mainThreadSeconds"]
+            mainThread = (
+                sum(copies.pop(n) for n in [n for n in copies if n <= frame.frame_id]) + time.perf_counter() - started
+            )
             stats = self.liveStatistics
             stats["latency_s"].append(time.perf_counter() - frame.submitted_s)
             stats["main_thread_s"].append(mainThread)

@@ -325,7 +325,9 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
         return base + "_training"
 
     def canResume(self, outputModel: str) -> bool:
-        return bool(outputModel) and os.path.isfile(os.path.join(self.outputDirectory(outputModel), "checkpoint.pt"))
+        from LabelRegLib.outputs import CHECKPOINT_NAME
+
+        return bool(outputModel) and os.path.isfile(os.path.join(self.outputDirectory(outputModel), CHECKPOINT_NAME))
 
     def holdsTraining(self, outputModel: str) -> bool:
         """Whether a new training there would replace a model or a checkpoint."""

@@ -342,12 +342,12 @@ def test_registrations_leave_only_their_declared_outputs_each_with_a_display_nod
         assert node.GetDisplayNode() is not None, f"{node.GetName()} has no display node"
 
     # the error path: a failure after the outputs were started leaves the scene as it was
-    import LabelRegLib.spatial
+    import LabelRegLib.registration
 
     def broken(*args, **kwargs):
         raise RuntimeError("resampling failed")
 
-    monkeypatch.setattr(LabelRegLib.spatial, "resample_volume", broken)
+    monkeypatch.setattr(LabelRegLib.registration, "resample_volume", broken)  # the labelmap's resampling
     counts = _count_by_class(scene)
     with pytest.raises(RuntimeError, match="resampling failed"):
         logic.register(moving, fixed, segmentationNode=segmentation, segmentationMode="harden", createLabelmap=True)

@@ -17,7 +17,6 @@ import torch
 from .errors import ModelFileError
 from .io import atomic_output
 
-CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "labelreg-checkpoint"
 
 

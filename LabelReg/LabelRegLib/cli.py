@@ -104,39 +104,28 @@ def _add_register_parser(commands):
         parser.set_defaults(func=run_register)
 
 
-OUTPUT_OPTIONS = {
-    "output_transform": "--output-transform",
-    "warped_image": "--warped-image",
-    "warped_label": "--warped-label",
-}
 INPUT_OPTIONS = {"moving": "--moving", "fixed": "--fixed", "moving_label": "--moving-label"}
 
 
-def _check_register_jobs(jobs: list[dict], model: str | None, overwrite: bool, rows: bool) -> None:
+def _check_register_jobs(jobs: list, model: str | None, overwrite: bool, source: str | None = None) -> None:
     """Every job's outputs checked against every input, every other output and the disk, before any work."""
-    from .outputs import TRANSFORM_OUTPUT_SUFFIXES, check_outputs
     from .io import VOLUME_SUFFIXES
+    from .outputs import TRANSFORM_OUTPUT_SUFFIXES, check_rows
 
-    def name(n, key, options):
-        return f"row {n} {key}" if rows else options[key]
-
-    outputs, inputs, suffixes = {}, {"--model": model}, {}
+    outputs = {
+        "output_transform": ("--output-transform", TRANSFORM_OUTPUT_SUFFIXES),
+        "warped_image": ("--warped-image", VOLUME_SUFFIXES),
+        "warped_label": ("--warped-label", VOLUME_SUFFIXES),
+    }
     for n, job in jobs:
-        if not any(job.get(key) for key in OUTPUT_OPTIONS):
+        where = f"{source}: row {n}: " if source else ""
+        if not any(job.get(column) for column in outputs):
             raise LabelRegError(
-                f"{name(n, 'moving', INPUT_OPTIONS)} {job['moving']}: nothing to write; give --output-transform, --warped-image or --warped-label"
+                f"{where}{job['moving']}: nothing to write; give --output-transform, --warped-image or --warped-label"
             )
         if bool(job.get("moving_label")) != bool(job.get("warped_label")):
-            raise LabelRegError(
-                f"{'row ' + str(n) + ': ' if rows else ''}--moving-label and --warped-label go together"
-            )
-        inputs.update({name(n, key, INPUT_OPTIONS): job.get(key) for key in INPUT_OPTIONS})
-        for key in OUTPUT_OPTIONS:
-            outputs[name(n, key, OUTPUT_OPTIONS)] = job.get(key)
-            suffixes[name(n, key, OUTPUT_OPTIONS)] = (
-                TRANSFORM_OUTPUT_SUFFIXES if key == "output_transform" else VOLUME_SUFFIXES
-            )
-    check_outputs(outputs, inputs, overwrite, suffixes)
+            raise LabelRegError(f"{where}--moving-label and --warped-label go together")
+    check_rows(jobs, INPUT_OPTIONS, outputs, overwrite, source, model)
 
 
 def _register_one(registrar, job: dict, alignment):
@@ -171,10 +160,18 @@ def run_register(args) -> int:
 
         jobs = read_pairs(args.pairs)
     elif args.moving and args.fixed:
-        jobs = [(1, {key: getattr(args, key) for key in (*INPUT_OPTIONS, *OUTPUT_OPTIONS)})]
+        jobs = [
+            (
+                1,
+                {
+                    key: getattr(args, key)
+                    for key in (*INPUT_OPTIONS, "output_transform", "warped_image", "warped_label")
+                },
+            )
+        ]
     else:
         raise LabelRegError("give --moving and --fixed (or --pairs CSV, or CONFIG.ini)")
-    _check_register_jobs(jobs, args.model, args.overwrite, rows=bool(args.pairs))
+    _check_register_jobs(jobs, args.model, args.overwrite, source=args.pairs)
     return _register_jobs(Registrar(args.model, args.device), jobs, args.init, source=args.pairs)
 
 
@@ -228,7 +225,7 @@ def _register_from_ini(args) -> int:
         for n, case in enumerate(cases, 1)
     ]
     model = args.model or settings.get("file_model_saved")
-    _check_register_jobs(jobs, model, args.overwrite, rows=True)
+    _check_register_jobs(jobs, model, args.overwrite, source=args.config)
     registrar = Registrar(model, args.device if args.device != "auto" else settings.get("device", "auto"))
     return _register_jobs(registrar, jobs, args.init or settings.get("initial_alignment"), source=args.config)
 

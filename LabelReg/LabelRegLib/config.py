@@ -167,13 +167,13 @@ class TrainConfig:
         """Check every value against its setting; raises :class:`InputError` naming ``source`` (a file or the
         command line), the key, the value and what is allowed. Returns itself."""
         for f in fields(self):
-            problem = _problem(getattr(self, f.name), f)
+            problem = setting_problem(getattr(self, f.name), f)
             if problem:
                 raise InputError(source, f"{f.name} = {getattr(self, f.name)!r}: {problem}")
         return self
 
 
-def _problem(value, f) -> str:
+def setting_problem(value, f) -> str:
     """What is wrong with ``value`` for the field ``f`` ("" when nothing)."""
     meta, kind = f.metadata, f.type
     low, high = meta["minimum"], meta["maximum"]

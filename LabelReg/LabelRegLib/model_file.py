@@ -106,7 +106,7 @@ def check_header(header: dict, path: str | Path) -> dict:
     architecture outside the settings' ranges, an absurd number of passes, size or spacing)."""
     from dataclasses import fields
 
-    from .config import TrainConfig, _problem
+    from .config import TrainConfig, setting_problem
 
     schema = {f.name: f for f in fields(TrainConfig)}
     architecture = header.get("architecture")
@@ -114,7 +114,7 @@ def check_header(header: dict, path: str | Path) -> dict:
         raise ModelFileError(path, "has no architecture in its header")
     for key, value in architecture.items():
         problem = (
-            _problem(value, schema[key])
+            setting_problem(value, schema[key])
             if key in ("network_type", "num_channel_initial", "ddf_levels", "norm")
             else "unknown"
         )

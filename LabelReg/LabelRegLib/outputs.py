@@ -16,9 +16,11 @@ from pathlib import Path
 
 from .errors import InputError
 from .io import VOLUME_SUFFIXES, file_suffix
+from .transform_io import TRANSFORM_SUFFIXES
 
 MODEL_SUFFIXES = (".pt",)
-TRANSFORM_OUTPUT_SUFFIXES = (".h5", ".hdf5", ".tfm", *VOLUME_SUFFIXES)  # ITK transforms, or a displacement-field image
+TRANSFORM_OUTPUT_SUFFIXES = (*TRANSFORM_SUFFIXES, *VOLUME_SUFFIXES)  # ITK transforms, or a displacement-field image
+CHECKPOINT_NAME = "checkpoint.pt"  # a run folder's checkpoint (checkpoint.py writes it)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -32,15 +34,20 @@ def _read_only(path: Path) -> bool:
     return not os.access(path, os.W_OK) or not path.stat().st_mode & stat.S_IWUSR
 
 
+def _first_existing(path: Path) -> Path:
+    """``path`` or its nearest existing parent (which must be a writable folder for ``path`` to be written)."""
+    while not path.exists():
+        path = path.parent
+    return path
+
+
 def _writable_problem(path: Path) -> str:
     """Why ``path`` cannot be written as a file ("" when it can)."""
     if path.is_dir():
         return "is a folder, not a file"
     if path.exists() and _read_only(path):
         return "is read-only"
-    parent = path.parent
-    while not parent.exists():  # the first folder that exists must be a writable folder
-        parent = parent.parent
+    parent = _first_existing(path.parent)
     if not parent.is_dir():
         return f"cannot be written: {parent} is a file, not a folder"
     if _read_only(parent):
@@ -84,14 +91,36 @@ def check_outputs(
         seen[name] = path
 
 
+def check_rows(rows: list, inputs: dict, outputs: dict, overwrite: bool, source: str | None = None, model=None) -> None:
+    """:func:`check_outputs` over a table of jobs, every output against every input of every row.
+
+    Args:
+        rows: ``(row number, {column: path})`` pairs (one row for a single job given by options).
+        inputs: input column -> its option name.
+        outputs: output column -> ``(option name, allowed file types)``.
+        overwrite: whether existing outputs may be replaced.
+        source: the CSV the rows come from: outputs are then named ``<source>: row N <column>``, else by option.
+        model: the model file, an input too.
+    """
+
+    def name(n, column, option):
+        return f"{source}: row {n} {column}" if source else option
+
+    given, written, suffixes = {"--model": model}, {}, {}
+    for n, row in rows:
+        given.update({name(n, column, option): row.get(column) for column, option in inputs.items()})
+        for column, (option, allowed) in outputs.items():
+            written[name(n, column, option)] = row.get(column)
+            suffixes[name(n, column, option)] = allowed
+    check_outputs(written, given, overwrite, suffixes)
+
+
 def check_output_folder(name: str, folder: str | Path) -> Path:
     """A folder LabelReg writes its own files into (``--output``): it may exist, but must be a writable folder."""
     folder = Path(folder).expanduser()
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{name} {folder}", "is a file, not a folder")
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
+    probe = _first_existing(folder)
     if not probe.is_dir():
         raise InputError(f"{name} {folder}", f"cannot be created: {probe} is a file, not a folder")
     if _read_only(probe):
@@ -121,7 +150,7 @@ class RunFolder:
         check_outputs(
             {"--file_model_save": model_path}, inputs, overwrite=True, suffixes={"--file_model_save": MODEL_SUFFIXES}
         )
-        checkpoint, model = self.folder / "checkpoint.pt", Path(model_path).expanduser()
+        checkpoint, model = self.folder / CHECKPOINT_NAME, Path(model_path).expanduser()
         if resume:
             if not checkpoint.is_file():
                 raise InputError(

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .augmentation import Augmentation
-from .checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
+from .checkpoint import read_checkpoint, write_checkpoint
 from .config import TrainConfig, write_ini
 from .data import Case
 from .device import select_device
@@ -40,7 +40,7 @@ from .metrics import dice, tre_mm
 from .model_file import save_model
 from .model_header import architecture_of, load_initial_weights, model_header
 from .networks import build_network
-from .outputs import RunFolder
+from .outputs import CHECKPOINT_NAME, RunFolder
 from .progress import ProgressLog
 from .segmentation_head import GlandSegmentationHead, segmentation_loss
 from .spatial import folding_fraction, warp

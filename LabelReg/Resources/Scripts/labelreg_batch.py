@@ -96,17 +96,13 @@ def register_case(logic, slicer, case: dict, options: dict) -> None:
     slicer.mrmlScene.Clear(0)
 
 
-OUTPUTS = {
-    "output_transform": ("--output-transform", (".h5", ".hdf5", ".tfm", ".nii.gz", ".nii", ".nrrd", ".mha")),
-    "output_segmentation": ("--output-segmentation", (".seg.nrrd",)),
-    "output_labelmap": ("--output-labelmap", (".nrrd", ".nii.gz", ".nii", ".mha", ".mhd", ".nhdr")),
-}
 INPUTS = {"moving": "--moving", "fixed": "--fixed", "segmentation": "--segmentation"}
 
 
 def _cases(args, parser) -> list:
     """The cases to register, every output checked against every input, every other output and the disk first."""
-    from LabelRegLib.outputs import check_outputs
+    from LabelRegLib.io import VOLUME_SUFFIXES
+    from LabelRegLib.outputs import TRANSFORM_OUTPUT_SUFFIXES, check_rows
     from LabelRegLib.pairs_csv import read_pairs
 
     if args.cases:
@@ -128,16 +124,12 @@ def _cases(args, parser) -> list:
     else:
         parser.error("give --moving and --fixed, or --cases")
 
-    def name(n, option, key):
-        return f"{args.cases}: row {n} {key}" if args.cases else option
-
-    outputs, inputs, suffixes = {}, {"--model": args.model}, {}
-    for n, case in rows:
-        inputs.update({name(n, option, key): case.get(key) for key, option in INPUTS.items()})
-        for key, (option, allowed) in OUTPUTS.items():
-            outputs[name(n, option, key)] = case.get(key)
-            suffixes[name(n, option, key)] = allowed
-    check_outputs(outputs, inputs, args.overwrite, suffixes)
+    outputs = {
+        "output_transform": ("--output-transform", TRANSFORM_OUTPUT_SUFFIXES),
+        "output_segmentation": ("--output-segmentation", (".seg.nrrd",)),
+        "output_labelmap": ("--output-labelmap", VOLUME_SUFFIXES),
+    }
+    check_rows(rows, INPUTS, outputs, args.overwrite, args.cases, args.model)
     return [case for _n, case in rows]
 
 
