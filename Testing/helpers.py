@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -68,3 +69,12 @@ def with_empty_border(volume, voxels: int, name: str | None = None):
     shift = np.eye(4)
     shift[:3, 3] = -np.full(3, float(voxels))
     return Volume(np.pad(volume.array, voxels), volume.ijk_to_ras @ shift, name or volume.name)
+
+
+def snapshot(*folders: Path) -> dict:
+    """Every file and folder under ``folders`` (hidden ones too): the SHA-256 of its bytes and its mode."""
+    return {
+        str(p): (p.is_dir() or hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
+        for folder in folders
+        for p in sorted(Path(folder).rglob("*"))
+    }

@@ -1,6 +1,5 @@
 """The model file: loads without running code, rejects tampering and truncation, header round-trips."""
 
-import json
 import os
 import pickle
 import zipfile
@@ -44,7 +43,7 @@ def test_header_round_trips_and_weights_load(model_path):
     header = read_model_header(model_path)
     for key, value in HEADER.items():
         assert header[key] == value
-    assert header["storage"] == "float32" and len(header["weights_sha256"]) == 64
+    assert header["storage"] == "float32" and len(header["model_sha256"]) == 64
     loaded = load_model(model_path)
     assert not loaded.network.training
     assert loaded.network.min_input_shape == (20, 30, 22)  # smaller inputs are padded to the training size
@@ -84,15 +83,36 @@ def test_tampered_weights_are_rejected(model_path, tmp_path):
     name = next(iter(payload["state_dict"]))
     payload["state_dict"][name] = payload["state_dict"][name] + 0.01
     torch.save(payload, tmp_path / "tampered.pt")
-    with pytest.raises(ModelFileError, match="weights do not match the checksum"):
+    with pytest.raises(ModelFileError, match="header or weights do not match the checksum"):
         load_model(tmp_path / "tampered.pt")
-    payload = torch.load(model_path, weights_only=True)
-    header = json.loads(payload["header"])
-    header["architecture"]["num_channel_initial"] = 8
-    payload["header"] = json.dumps(header)
-    torch.save(payload, tmp_path / "wrong_arch.pt")
+    wrong_architecture = {**HEADER, "architecture": {**HEADER["architecture"], "num_channel_initial": 8}}
+    save_model(tmp_path / "wrong_arch.pt", LocalNet(4, norm="instance"), wrong_architecture)  # a valid checksum
     with pytest.raises(ModelFileError, match="weights do not fit the architecture"):
         load_model(tmp_path / "wrong_arch.pt")
+
+
+def test_a_header_changed_by_one_byte_is_rejected(model_path, tmp_path):
+    """The reviewer's case: the working spacing 1.5 -> 9.5 in the file's bytes (the pickle inside the zip is
+    stored uncompressed) would run the network on a wrong grid and move the MR tens of millimetres."""
+    data = model_path.read_bytes()
+    assert data.count(b'"working_spacing_mm": 1.5') == 1
+    edited = tmp_path / "edited.pt"
+    edited.write_bytes(data.replace(b'"working_spacing_mm": 1.5', b'"working_spacing_mm": 9.5'))
+    with pytest.raises(ModelFileError, match=r"edited\.pt: header or weights do not match the checksum"):
+        load_model(edited)
+    payload = torch.load(model_path, weights_only=True)  # the same edit written as a well-formed file
+    payload["header"] = payload["header"].replace('"working_spacing_mm": 1.5', '"working_spacing_mm": 9.5')
+    torch.save(payload, edited)
+    with pytest.raises(ModelFileError, match=r"edited\.pt: header or weights do not match the checksum"):
+        load_model(edited)
+
+
+def test_a_version_1_model_whose_checksum_covers_only_the_weights_is_refused(model_path, tmp_path):
+    payload = torch.load(model_path, weights_only=True)
+    payload["format_version"] = 1
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(ModelFileError, match=r"old\.pt: has model format version 1; .* does not cover the header"):
+        load_model(tmp_path / "old.pt")
 
 
 def test_not_a_labelreg_file_and_missing_file(tmp_path):

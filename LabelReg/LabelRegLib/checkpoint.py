@@ -16,6 +16,7 @@ import torch
 
 from .errors import ModelFileError
 from .io import atomic_output
+from .model_file import load_weights_only
 
 CHECKPOINT_FORMAT = "labelreg-checkpoint"
 
@@ -34,12 +35,7 @@ def write_checkpoint(path: Path, architecture: dict, state: dict) -> None:
 
 def read_checkpoint(path: Path, architecture: dict) -> dict:
     """The state saved by :func:`write_checkpoint`, checked to be a LabelReg checkpoint of ``architecture``."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ModelFileError(
-            path, f"is not a LabelReg training checkpoint and must not be trusted ({str(error).splitlines()[0]})"
-        ) from error
+    state = load_weights_only(Path(path), "training checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(path, "is not a LabelReg training checkpoint")
     if json.loads(state["architecture"]) != architecture:

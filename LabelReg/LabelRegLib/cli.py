@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 import warnings
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from .errors import LabelRegError
@@ -104,19 +104,12 @@ def _add_register_parser(commands):
         parser.set_defaults(func=run_register)
 
 
-INPUT_OPTIONS = {"moving": "--moving", "fixed": "--fixed", "moving_label": "--moving-label"}
-
-
 def _check_register_jobs(jobs: list, model: str | None, overwrite: bool, source: str | None = None) -> None:
     """Every job's outputs checked against every input, every other output and the disk, before any work."""
-    from .io import VOLUME_SUFFIXES
-    from .outputs import TRANSFORM_OUTPUT_SUFFIXES, check_rows
+    from .outputs import check_rows
+    from .pairs_csv import COMMAND_LINE_COLUMNS, columns_of
 
-    outputs = {
-        "output_transform": ("--output-transform", TRANSFORM_OUTPUT_SUFFIXES),
-        "warped_image": ("--warped-image", VOLUME_SUFFIXES),
-        "warped_label": ("--warped-label", VOLUME_SUFFIXES),
-    }
+    inputs, outputs = columns_of(COMMAND_LINE_COLUMNS)
     for n, job in jobs:
         where = f"{source}: row {n}: " if source else ""
         if not any(job.get(column) for column in outputs):
@@ -125,14 +118,15 @@ def _check_register_jobs(jobs: list, model: str | None, overwrite: bool, source:
             )
         if bool(job.get("moving_label")) != bool(job.get("warped_label")):
             raise LabelRegError(f"{where}--moving-label and --warped-label go together")
-    check_rows(jobs, INPUT_OPTIONS, outputs, overwrite, source, model)
+    check_rows(jobs, inputs, outputs, overwrite, source, model)
 
 
 def _register_one(registrar, job: dict, alignment):
     from .io import read_labels, read_volume, write_volume
     from .transform_io import write_displacement
 
-    moving, fixed = read_volume(job["moving"]), read_volume(job["fixed"])
+    # named by their files, so that what the registration refuses (no content, too small, too large) names the file
+    moving, fixed = (replace(read_volume(job[role]), name=str(job[role])) for role in ("moving", "fixed"))
     labels = read_labels(job["moving_label"]) if job.get("moving_label") else []
     if labels and not labels[0].same_geometry(moving):
         raise LabelRegError(
@@ -160,15 +154,9 @@ def run_register(args) -> int:
 
         jobs = read_pairs(args.pairs)
     elif args.moving and args.fixed:
-        jobs = [
-            (
-                1,
-                {
-                    key: getattr(args, key)
-                    for key in (*INPUT_OPTIONS, "output_transform", "warped_image", "warped_label")
-                },
-            )
-        ]
+        from .pairs_csv import COMMAND_LINE_COLUMNS
+
+        jobs = [(1, {key: getattr(args, key) for key in COMMAND_LINE_COLUMNS})]
     else:
         raise LabelRegError("give --moving and --fixed (or --pairs CSV, or CONFIG.ini)")
     _check_register_jobs(jobs, args.model, args.overwrite, source=args.pairs)
@@ -243,6 +231,7 @@ def _add_evaluate_parser(commands):
         "--passes", type=_positive, help="network passes per registration, 1 to 8 (default: the model's)"
     )
     parser.add_argument("--no-pictures", action="store_true")
+    parser.add_argument("--overwrite", action="store_true", help="replace the reports of an earlier evaluation in --output")
     parser.set_defaults(func=run_evaluate)
 
 
@@ -266,6 +255,16 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _check_report_folder(folder: str, overwrite: bool) -> None:
+    """``evaluate``'s and ``demo``'s ``--output``: a folder LabelReg can write, whose earlier ``metrics.csv`` and
+    ``summary.json`` are replaced only with ``overwrite``; checked before any work."""
+    from .outputs import check_output_folder, check_outputs
+
+    folder = check_output_folder("--output", folder)
+    for report in ("metrics.csv", "summary.json"):
+        check_outputs({"--output": folder / report}, overwrite=overwrite)
+
+
 def run_evaluate(args) -> int:
     import json
 
@@ -273,6 +272,7 @@ def run_evaluate(args) -> int:
     from .evaluation import evaluate_cases
     from .registration import Registrar
 
+    _check_report_folder(args.output, args.overwrite)
     cases = load_data_folder(args.data_dir)
     if args.cases:
         wanted = {name.strip() for name in args.cases.split(",") if name.strip()}
@@ -309,6 +309,7 @@ def run_demo(args) -> int:
     from .phantom import make_phantom_pair
     from .registration import Registrar
 
+    _check_report_folder(args.output, overwrite=True)  # the demo's own folder: each run replaces its reports
     registrar = Registrar(args.model, args.device)
     print(f"model: {registrar.model.path} (trained on: {registrar.header.get('training', {}).get('data', '?')})")
     cases = []

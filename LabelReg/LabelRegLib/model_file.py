@@ -2,15 +2,17 @@
 
 Layout (one ``torch.save`` file, docs/design.md, "Conventions")::
 
-    {"format": "labelreg-model", "format_version": 1,
+    {"format": "labelreg-model", "format_version": 2,
      "header": "<JSON text>", "state_dict": {name: tensor}}
 
 It is read with ``torch.load(weights_only=True)``, which only rebuilds
 tensors and plain containers and refuses any other pickled object, so a model
 file from a stranger cannot execute code. The header records the
 architecture, the preprocessing the network expects, what it was trained on
-and its validation metrics, and a SHA-256 of the weights so that a modified
-or damaged file is rejected. :func:`peek_model_header` reads the header with
+and its validation metrics, and a SHA-256 over the rest of the header and the
+weights (``model_sha256``), so that a file modified or damaged anywhere is
+rejected: a header changed by one byte (a working spacing, say) would otherwise
+run with the wrong preprocessing and give a wrong transform without a word. :func:`peek_model_header` reads the header with
 the standard library alone (no torch, no checksum), for listing models in a
 panel without loading anything heavy.
 """
@@ -26,7 +28,8 @@ from .errors import ModelFileError
 from .io import atomic_output
 
 FORMAT = "labelreg-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the checksum covers the header as well as the weights (1 covered the weights only)
+CHECKSUM_KEY = "model_sha256"
 DEFAULT_MODEL_NAME = "labelreg_localnet.pt"
 
 
@@ -61,6 +64,14 @@ def weights_checksum(state_dict: dict) -> str:
     return digest.hexdigest()
 
 
+def model_checksum(header: dict, state_dict: dict) -> str:
+    """SHA-256 over the header (its JSON with sorted keys, without this checksum) and :func:`weights_checksum`."""
+    rest = {key: value for key, value in header.items() if key != CHECKSUM_KEY}
+    digest = hashlib.sha256(json.dumps(rest, sort_keys=True).encode())
+    digest.update(weights_checksum(state_dict).encode())
+    return digest.hexdigest()
+
+
 @dataclass
 class LoadedModel:
     network: object  # torch.nn.Module, in eval mode, float32, on the requested device
@@ -86,11 +97,9 @@ def save_model(path: str | Path, network, header: dict, half_precision: bool = F
     state = {name: tensor.detach().cpu().clone() for name, tensor in network.state_dict().items()}
     if half_precision:
         state = {name: t.half() if t.is_floating_point() else t for name, t in state.items()}
-    header = {
-        **header,
-        "weights_sha256": weights_checksum(state),
-        "storage": "float16" if half_precision else "float32",
-    }
+    header = {key: value for key, value in header.items() if key not in (CHECKSUM_KEY, "weights_sha256")}
+    header["storage"] = "float16" if half_precision else "float32"
+    header[CHECKSUM_KEY] = model_checksum(header, state)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -133,36 +142,44 @@ def check_header(header: dict, path: str | Path) -> dict:
     return header
 
 
-def read_model_payload(path: str | Path) -> tuple[dict, dict]:
-    """``(header, state_dict)`` of a model file, checked; raises :class:`ModelFileError` naming the problem."""
+def load_weights_only(path: Path, kind: str):
+    """``torch.load(path, weights_only=True)`` on the CPU, its failures as one :class:`ModelFileError` naming
+    the file: never PyTorch's advice to load with ``weights_only=False``, which would run the file's code."""
     import pickle
     import zipfile
 
     import torch
 
-    path = Path(path)
     if not path.is_file():
-        raise ModelFileError(path, "model file not found")
+        raise ModelFileError(path, f"{kind} not found")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
-        raise ModelFileError(path, "is truncated, damaged or not a model file (not a PyTorch zip archive)")
+        raise ModelFileError(path, f"is truncated, damaged or not a {kind} (not a PyTorch zip archive)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         lines = [line.strip() for line in str(error).splitlines()]
         reason = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), lines[0])
         raise ModelFileError(
-            path, f"refused: it holds Python objects that a weights-only load will not build ({reason})"
+            path,
+            f"refused: it holds Python objects that a weights-only load will not build ({reason}); it is not"
+            f" a LabelReg {kind} and must not be trusted",
         ) from error
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
-        raise ModelFileError(
-            path, f"is truncated, damaged or not a model file ({str(error).splitlines()[0]})"
-        ) from error
+        raise ModelFileError(path, f"is truncated, damaged or not a {kind} ({str(error).splitlines()[0]})") from error
+
+
+def read_model_payload(path: str | Path) -> tuple[dict, dict]:
+    """``(header, state_dict)`` of a model file, checked; raises :class:`ModelFileError` naming the problem."""
+    path = Path(path)
+    payload = load_weights_only(path, "model file")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(path, "is not a LabelReg model file (no 'labelreg-model' format marker)")
     if payload.get("format_version") != FORMAT_VERSION:
+        older = payload.get("format_version") == 1
         raise ModelFileError(
             path,
-            f"has model format version {payload.get('format_version')}; this LabelReg reads version {FORMAT_VERSION}",
+            f"has model format version {payload.get('format_version')}; this LabelReg reads version {FORMAT_VERSION}"
+            + (" (version 1's checksum does not cover the header: train the model again)" if older else ""),
         )
     try:
         header = json.loads(payload["header"])
@@ -170,8 +187,10 @@ def read_model_payload(path: str | Path) -> tuple[dict, dict]:
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise ModelFileError(path, f"has a damaged header ({error})") from error
     check_header(header, path)
-    if weights_checksum(state) != header.get("weights_sha256"):
-        raise ModelFileError(path, "weights do not match the checksum in its header: the file was modified or damaged")
+    if model_checksum(header, state) != header.get(CHECKSUM_KEY):
+        raise ModelFileError(
+            path, "header or weights do not match the checksum in its header: the file was modified or damaged"
+        )
     return header, state
 
 

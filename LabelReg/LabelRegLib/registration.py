@@ -18,7 +18,8 @@ import numpy as np
 from .errors import InputError
 from .model_file import LoadedModel, load_model
 from .networks import PAD_MULTIPLE
-from .preprocess import prepare_pair
+from .preprocess import prepare_pair, working_geometry
+from .memory import check_registration_memory
 from .spatial import resample_volume
 from .volume import Volume, check_volume
 
@@ -85,6 +86,15 @@ class Registrar:
                 )
         started = time.perf_counter()
         header = self.model.header
+        working_shape, _ = working_geometry(fixed, header.get("working_spacing_mm"))
+        padded_shape = tuple(max(n, m) for n, m in zip(working_shape, self.network.min_input_shape or working_shape))
+        check_registration_memory(
+            fixed.name or "fixed volume",
+            padded_shape,
+            fixed.shape,
+            header["architecture"].get("num_channel_initial", 32),
+            self.device,
+        )
         pair = prepare_pair(
             moving,
             fixed,

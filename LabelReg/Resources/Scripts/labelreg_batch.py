@@ -73,6 +73,11 @@ def _write(slicer, node, storage_class: str, path: str):
 
 
 def register_case(logic, slicer, case: dict, options: dict) -> None:
+    from LabelRegLib.io import read_volume
+
+    for image in (case["moving"], case["fixed"]):
+        # the command line's checks on the file itself (3D, finite, readable): Slicer's reader loads a NaN as 0
+        read_volume(image)
     moving = _read(slicer, "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode", case["moving"])
     fixed = _read(slicer, "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode", case["fixed"])
     segmentation = None
@@ -96,40 +101,18 @@ def register_case(logic, slicer, case: dict, options: dict) -> None:
     slicer.mrmlScene.Clear(0)
 
 
-INPUTS = {"moving": "--moving", "fixed": "--fixed", "segmentation": "--segmentation"}
-
-
 def _cases(args, parser) -> list:
     """The cases to register, every output checked against every input, every other output and the disk first."""
-    from LabelRegLib.io import VOLUME_SUFFIXES
-    from LabelRegLib.outputs import TRANSFORM_OUTPUT_SUFFIXES, check_rows
-    from LabelRegLib.pairs_csv import read_pairs
+    from LabelRegLib.outputs import check_rows
+    from LabelRegLib.pairs_csv import BATCH_COLUMNS, columns_of, read_pairs
 
     if args.cases:
-        rows = read_pairs(args.cases)
+        rows = read_pairs(args.cases, BATCH_COLUMNS)
     elif args.moving and args.fixed:
-        rows = [
-            (
-                0,
-                {
-                    "moving": args.moving,
-                    "fixed": args.fixed,
-                    "output_transform": args.output_transform,
-                    "segmentation": args.segmentation,
-                    "output_segmentation": args.output_segmentation,
-                    "output_labelmap": args.output_labelmap,
-                },
-            )
-        ]
+        rows = [(0, {column: getattr(args, column) for column in BATCH_COLUMNS})]
     else:
         parser.error("give --moving and --fixed, or --cases")
-
-    outputs = {
-        "output_transform": ("--output-transform", TRANSFORM_OUTPUT_SUFFIXES),
-        "output_segmentation": ("--output-segmentation", (".seg.nrrd",)),
-        "output_labelmap": ("--output-labelmap", VOLUME_SUFFIXES),
-    }
-    check_rows(rows, INPUTS, outputs, args.overwrite, args.cases, args.model)
+    check_rows(rows, *columns_of(BATCH_COLUMNS), args.overwrite, args.cases, args.model)
     return [case for _n, case in rows]
 
 
