@@ -26,7 +26,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
 
 SEGMENTATION_MODES = ["transform", "harden"]
 TORCH_REQUIREMENT = (2, 1)  # weights-only model loading and channels_last_3d; what pyproject.toml asks for
@@ -35,9 +34,6 @@ MOVING_PARENT_REFERENCE = (
 )
 
 
-#
-# LabelReg
-#
 class LabelReg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
@@ -59,9 +55,6 @@ class LabelReg(ScriptedLoadableModule):
         )
 
 
-#
-# LabelRegParameterNode
-#
 @parameterNodeWrapper
 class LabelRegParameterNode:
     """Everything the user sets in the panel; saved with the scene (the status line is not: it changes every frame)."""
@@ -79,72 +72,46 @@ class LabelRegParameterNode:
     autoUpdate: bool = False
 
 
-#
-# LabelRegWidget
-#
-class LabelRegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class LabelRegWidget(ScriptedLoadableModuleWidget):
     """The panel: binds the .ui to the parameter node and calls the logic. No computation here."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
         self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
+        self.panel = None  # the .ui bound to the parameter node, made in setup() (LabelRegLib.slicer_panel)
+        self._parameterNode = None  # kept current by self.panel
 
     def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/LabelReg.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = LabelRegLogic()
+        from LabelRegLib.slicer_panel import ParameterNodePanel
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        ScriptedLoadableModuleWidget.setup(self)
+        self.logic = LabelRegLogic()
+        self.panel = ParameterNodePanel(
+            self,
+            "UI/LabelReg.ui",
+            self.logic,
+            self._updateButtons,
+            onBound=self.refreshModelList,
+            beforeSceneClose=self.logic.stopLiveUpdate,
+        )
         self.ui.registerButton.connect("clicked(bool)", self.onRegisterButton)
         self.ui.browseModelButton.connect("clicked(bool)", self.onBrowseModel)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChosen)
         self.ui.autoUpdateCheckBox.connect("toggled(bool)", self.onAutoUpdateToggled)
         self.logic.modelCatalogue().observers.append(self.refreshModelList)
-        self.initializeParameterNode()
+        self.panel.bind()
 
     def cleanup(self) -> None:
         self.logic.stopLiveUpdate()
         if self.refreshModelList in self.logic.modelCatalogue().observers:
             self.logic.modelCatalogue().observers.remove(self.refreshModelList)
-        self.removeObservers()
+        self.panel.cleanup()
 
     def enter(self) -> None:
-        self.initializeParameterNode()
+        self.panel.bind()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.logic.stopLiveUpdate()
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-            self.refreshModelList()
-            self._updateButtons()
+        self.panel.release()
 
     def _updateButtons(self, caller=None, event=None) -> None:
         ready = bool(self._parameterNode and self._parameterNode.movingVolume and self._parameterNode.fixedVolume)
@@ -239,9 +206,6 @@ class LabelRegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._startLive()
 
 
-#
-# LabelRegLogic
-#
 class LabelRegLogic(ScriptedLoadableModuleLogic):
     """Registration on MRML nodes, callable without any GUI (the batch script and the self-test use it).
 
@@ -273,6 +237,21 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         import importlib.util
 
         return [name for name in ("torch", "nibabel") if importlib.util.find_spec(name) is None]
+
+    @classmethod
+    def runSelfTests(cls, test, moduleName: str, *tests) -> None:
+        """Run ``tests`` between ``test.setUp()`` and ``test.tearDown()``; skipped, saying so, where torch or
+        nibabel is missing (e.g. on the extension build machines: nothing to register or train with)."""
+        missing = cls.missingDependencies()
+        if missing:
+            test.delayDisplay(f"{moduleName} self-test skipped: {', '.join(missing)} not installed")
+            return
+        test.setUp()
+        try:
+            for run in tests:
+                run()
+        finally:
+            test.tearDown()
 
     @classmethod
     def ensureDependencies(cls, askUser: bool = True) -> bool:
@@ -678,9 +657,6 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
             onUpdate(self.lastStatus)
 
 
-#
-# LabelRegTest
-#
 class LabelRegTest(ScriptedLoadableModuleTest):
     """Self-test: a built-in phantom pair registered with the default model, checked through MRML nodes."""
 
@@ -696,16 +672,7 @@ class LabelRegTest(ScriptedLoadableModuleTest):
         remove_nodes_added_since(slicer.mrmlScene, self.nodesBefore)
 
     def runTest(self):
-        missing = LabelRegLogic.missingDependencies()
-        if missing:  # e.g. the extension build machines: nothing to register with
-            self.delayDisplay(f"LabelReg self-test skipped: {', '.join(missing)} not installed")
-            return
-        self.setUp()
-        try:
-            self.test_RegisterPhantom()
-            self.test_LiveUpdate()
-        finally:
-            self.tearDown()
+        LabelRegLogic.runSelfTests(self, "LabelReg", self.test_RegisterPhantom, self.test_LiveUpdate)
 
     def _loadPhantom(self, seed: int = 1001):
         from LabelRegLib.mrml import add_phantom_nodes

@@ -31,7 +31,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
 
 TABLE_COLUMNS = ["step", "loss", "similarity", "regulariser", "val_dice", "val_tre_mm", "val_folding", "elapsed_s"]
 # The panel's settings and the `labelreg train` keys they override in the recipe (labelreg_localnet.ini);
@@ -61,9 +60,6 @@ PATH_FIELDS = {
 }
 
 
-#
-# LabelRegTraining
-#
 class LabelRegTraining(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
@@ -80,9 +76,6 @@ class LabelRegTraining(ScriptedLoadableModule):
         self.parent.acknowledgementText = _("After the label-reg tutorial of Yipeng Hu and colleagues.")
 
 
-#
-# LabelRegTrainingParameterNode
-#
 @parameterNodeWrapper
 class LabelRegTrainingParameterNode:
     # paths as text, "" = unset (see PATH_FIELDS)
@@ -107,32 +100,26 @@ class LabelRegTrainingParameterNode:
     status: str = ""
 
 
-#
-# LabelRegTrainingWidget
-#
-class LabelRegTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class LabelRegTrainingWidget(ScriptedLoadableModuleWidget):
     """The panel: binds the .ui to the parameter node, polls the logic on a timer. No computation here."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
+        self._timer = None  # polls the training process while it runs
         self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._timer = None
+        self.panel = None  # the .ui bound to the parameter node, made in setup() (LabelRegLib.slicer_panel)
+        self._parameterNode = None  # kept current by self.panel
 
     def setup(self) -> None:
         import qt
+        from LabelRegLib.slicer_panel import ParameterNodePanel
 
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/LabelRegTraining.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self._timer = qt.QTimer()
+        self._timer.setInterval(500)
+        self._timer.connect("timeout()", self.onTimer)
         self.logic = LabelRegTrainingLogic()
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.panel = ParameterNodePanel(self, "UI/LabelRegTraining.ui", self.logic, self._updateGUI)
         for name, widgetName in PATH_FIELDS.items():
             pathEdit = getattr(self.ui, widgetName)
             # currentPathChanged for a valid path, validInputChanged when the text becomes empty (or invalid)
@@ -147,44 +134,18 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.stopButton.connect("clicked(bool)", self.onStop)
         self.ui.checkDataButton.connect("clicked(bool)", self.onCheckData)
         slicer.app.connect("aboutToQuit()", self.logic.stop)  # the training ends with Slicer
-        self._timer = qt.QTimer()
-        self._timer.setInterval(500)
-        self._timer.connect("timeout()", self.onTimer)
-        self.initializeParameterNode()
+        self.panel.bind()
 
     def cleanup(self) -> None:
         if self._timer:
             self._timer.stop()
-        self.removeObservers()
+        self.panel.cleanup()
 
     def enter(self) -> None:
-        self.initializeParameterNode()
+        self.panel.bind()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
-            self._updateGUI()
+        self.panel.release()
 
     def onPathEdited(self, name: str, text: str) -> None:
         if self._parameterNode and getattr(self._parameterNode, name) != text.strip():
@@ -241,9 +202,6 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateGUI()
 
 
-#
-# LabelRegTrainingLogic
-#
 class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
     """Starts, watches, stops and resumes a training process; callable without any GUI.
 
@@ -489,9 +447,6 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
         return chart
 
 
-#
-# LabelRegTrainingTest
-#
 class LabelRegTrainingTest(ScriptedLoadableModuleTest):
     """Self-test: train a tiny network on phantoms, stop, resume, finish, register with it in LabelReg."""
 
@@ -513,15 +468,7 @@ class LabelRegTrainingTest(ScriptedLoadableModuleTest):
     def runTest(self):
         import LabelReg
 
-        missing = LabelReg.LabelRegLogic.missingDependencies()
-        if missing:  # e.g. the extension build machines: nothing to train with
-            self.delayDisplay(f"LabelRegTraining self-test skipped: {', '.join(missing)} not installed")
-            return
-        self.setUp()
-        try:
-            self.test_TrainStopResumeRegister()
-        finally:
-            self.tearDown()
+        LabelReg.LabelRegLogic.runSelfTests(self, "LabelRegTraining", self.test_TrainStopResumeRegister)
 
     @staticmethod
     def waitFor(logic, condition, timeout=300.0):

@@ -97,7 +97,7 @@ def test_register_warns_of_a_us_larger_than_the_training_volumes_and_still_write
     )
     assert run.returncode == 0, run.stderr
     assert (
-        "labelreg register: warning: wide_us: its field of view is 54x63x58 voxels at the model's working spacing, larger than the 46x55x50"
+        f"labelreg register: warning: {tmp_path}/wide_us.nii.gz: its field of view is 54x63x58 voxels at the model's working spacing, larger than the 46x55x50"
         in run.stderr
     )
     assert (tmp_path / "t.h5").is_file()

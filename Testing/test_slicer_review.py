@@ -192,6 +192,57 @@ def test_a_cleared_start_from_model_trains_from_scratch(slicer, scene, modules, 
     assert "--initial_model" not in logic.trainArguments(p, resume=False)
 
 
+def test_the_shared_panel_binds_on_enter_releases_on_exit_and_rebinds_after_the_scene_closes(
+    slicer, scene, modules, monkeypatch
+):
+    """LabelRegLib.slicer_panel on a real scene (its close events) and slicer.util's VTKObservationMixin; Qt's
+    part (loading the .ui, parameterNodeWrapper's GUI connection) recorded instead of run."""
+    from LabelRegLib.slicer_panel import ParameterNodePanel
+
+    LabelReg, _LabelRegTraining = modules
+    calls = []
+    monkeypatch.setattr(slicer.util, "loadUI", lambda path: type("Ui", (), {"setMRMLScene": lambda self, s: None})())
+    monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda widget: "ui")
+
+    class Widget:
+        layout = type("Layout", (), {"addWidget": lambda self, w: None})()
+        parent = type("Parent", (), {"isEntered": True})()
+        resourcePath = staticmethod(lambda relative: relative)
+
+    node_class = type(LabelReg.LabelRegLogic().getParameterNode())
+    monkeypatch.setattr(node_class, "connectGui", lambda n, ui: calls.append(("connect", ui)) or 1, raising=False)
+    monkeypatch.setattr(node_class, "disconnectGui", lambda n, tag: calls.append(("disconnect", tag)), raising=False)
+
+    widget = Widget()
+    panel = ParameterNodePanel(
+        widget,
+        "UI/LabelReg.ui",
+        LabelReg.LabelRegLogic(),
+        lambda caller, event: calls.append("modified"),
+        onBound=lambda: calls.append("bound"),
+        beforeSceneClose=lambda: calls.append("closing"),
+    )
+    assert widget.ui == "ui" and widget._parameterNode is None
+    panel.bind()
+    assert calls == [("connect", "ui"), "bound", "modified"] and widget._parameterNode is panel.node
+    panel.node.applyToMoving = False
+    assert calls[-1] == "modified"
+    calls.clear()
+    panel.release()  # exit: the node stays, the GUI and the observer go
+    panel.node.applyToMoving = True
+    assert calls == [("disconnect", 1)] and widget._parameterNode is not None
+    calls.clear()
+    panel.bind()
+    calls.clear()
+    slicer.mrmlScene.Clear(0)  # start and end of a scene close
+    assert calls[:2] == ["closing", ("disconnect", 1)]
+    assert calls[2:] == [("connect", "ui"), "bound", "modified"], "bound again after the close (module shown)"
+    panel.cleanup()
+    calls.clear()
+    slicer.mrmlScene.Clear(0)
+    assert calls == [], "observes nothing after cleanup"
+
+
 # ---------------------------------------------------------------- 4. self-tests without torch and nibabel
 def test_self_tests_skip_with_a_reason_where_torch_and_nibabel_are_missing():
     result = _run_python("""

@@ -179,10 +179,24 @@ def _parameter_node_wrapper():
             else:
                 node.SetNodeReferenceID(name, value.GetID() if value is not None else None)
 
+        # observers go to the MRML parameter node, as in Slicer's wrapper (parameterNodeWrapper/wrapper.py)
+        def AddObserver(self, event, callback, priority=0.0):
+            return object.__getattribute__(self, "parameterNode").AddObserver(event, callback, priority)
+
+        def RemoveObserver(self, tag):
+            object.__getattribute__(self, "parameterNode").RemoveObserver(tag)
+
         wrapper = type(
             cls.__name__,
             (),
-            {"__init__": __init__, "__getattr__": __getattr__, "__setattr__": __setattr__, "__annotations__": hints},
+            {
+                "__init__": __init__,
+                "__getattr__": __getattr__,
+                "__setattr__": __setattr__,
+                "__annotations__": hints,
+                "AddObserver": AddObserver,
+                "RemoveObserver": RemoveObserver,
+            },
         )
         wrapper.allParameters = hints
         return wrapper

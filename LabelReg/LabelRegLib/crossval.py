@@ -1,0 +1,197 @@
+"""K-fold cross-validation of a training recipe: the honest estimate of how LabelReg registers pairs it never saw.
+
+The cases of the recipe's data are split into K folds (by case, each case in
+exactly one fold, sizes differing by at most one). For each fold, the recipe
+is trained on the other folds' cases, every stage in turn (a stage's
+``initial_model`` replaced by the same fold's previous stage), with the
+recipe's own validation split taken inside those cases only; the fold's final
+model then registers the held-out cases, which no decision of that fold has
+seen. The held-out rows of all folds, pooled, are the estimate
+(docs/design.md, "Data flow"; Hu et al. 2018 report 12-fold cross-validation
+for the same reason).
+
+Output, under the cross-validation folder::
+
+    fold<k>/stage<s>/   each training's run folder (model, checkpoint, curves; resumable)
+    fold<k>/held_out/   the fold model on its held-out cases (metrics.csv, summary.json)
+    metrics.csv         every held-out landmark row of every fold, with its fold
+    per_case.csv        one row per case: fold, gland Dice and median landmark TRE before and after, folding
+    summary.json        pooled medians, each fold's, and which case was in which fold
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .config import FOLDER_KEYS, TrainConfig
+from .data import Case, load_data_folder
+from .errors import InputError
+from .io import atomic_output
+
+DONE_NAME = "done.json"  # written in a stage's run folder once its training has finished
+
+
+def assign_folds(n_cases: int, folds: int, seed: int) -> list[list[int]]:
+    """Case indices of each fold: a seeded permutation dealt out in turn (each case in exactly one fold)."""
+    if not 2 <= folds <= n_cases:
+        raise InputError("--folds", f"{folds} folds need 2 to {n_cases} (the number of cases)")
+    order = np.random.default_rng(seed).permutation(n_cases).tolist()
+    return [sorted(order[k::folds]) for k in range(folds)]
+
+
+def per_case_rows(rows: list[dict]) -> list[dict]:
+    """One row per case from per-landmark rows: gland (landmark 0) Dice, median landmark TRE, folding."""
+    cases: dict[str, list[dict]] = {}
+    for row in rows:
+        cases.setdefault(row["case"], []).append(row)
+    table = []
+    for name, landmarks in cases.items():
+        gland = landmarks[0]
+        others = [r for r in landmarks if r["landmark"] > 0] or [gland]
+        table.append(
+            {
+                "case": name,
+                "fold": gland.get("fold", ""),
+                "dice_before": gland["dice_before"],
+                "dice_after": gland["dice_after"],
+                "tre_mm_before": statistics.median(r["tre_mm_before"] for r in others),
+                "tre_mm_after": statistics.median(r["tre_mm_after"] for r in others),
+                "folding": gland["folding"],
+            }
+        )
+    return table
+
+
+def pooled_summary(rows: list[dict]) -> dict:
+    """Medians over the held-out cases (per-case medians of the landmark TRE), the worst folding, and the cases
+    that end with a lower gland Dice than they started with."""
+    table = per_case_rows(rows)
+    return {
+        "n_pairs": len(table),
+        "gland_dice_before_median": statistics.median(r["dice_before"] for r in table),
+        "gland_dice_median": statistics.median(r["dice_after"] for r in table),
+        "tre_mm_before_median": statistics.median(r["tre_mm_before"] for r in table),
+        "tre_mm_median": statistics.median(r["tre_mm_after"] for r in table),
+        "folding_max": max(r["folding"] for r in table),
+        "cases_worse_than_start": sorted(r["case"] for r in table if r["dice_after"] < r["dice_before"]),
+    }
+
+
+def _write_csv(rows: list[dict], path: Path) -> None:
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    with atomic_output(path) as temporary:
+        temporary.write_text(buffer.getvalue())
+
+
+class CrossValidation:
+    """K-fold cross-validation of a recipe of one or more training stages.
+
+    Args:
+        stages: the recipe's settings, stage by stage (a later stage fine-tunes the previous one's model).
+        folds: K, the number of folds.
+        output: the cross-validation folder.
+        resume: continue an interrupted cross-validation (finished stages are kept, a stage with a checkpoint
+            resumes from it).
+        overwrite: start again over a folder that holds one.
+        cases: the cases (default: read from the first stage's data settings).
+        log: where progress lines go.
+    """
+
+    def __init__(
+        self,
+        stages: list[TrainConfig],
+        folds: int,
+        output: str | Path,
+        resume: bool = False,
+        overwrite: bool = False,
+        cases: list[Case] | None = None,
+        log=print,
+    ):
+        from .outputs import check_output_folder
+
+        self.stages = stages
+        self.output = check_output_folder("--output", output)
+        if (self.output / "summary.json").exists() and not (resume or overwrite):
+            raise InputError(
+                f"--output {self.output}",
+                "holds a cross-validation already; --resume continues it, --overwrite starts again",
+            )
+        self.resume, self.overwrite, self.log = resume, overwrite, log
+        first = stages[0]
+        self.cases = (
+            cases
+            if cases is not None
+            else load_data_folder(
+                first.data_dir or None, **{folder: getattr(first, key) or None for folder, key in FOLDER_KEYS.items()}
+            )
+        )
+        self.folds = assign_folds(len(self.cases), folds, first.seed)
+
+    def stage_config(self, fold: int, stage: int) -> TrainConfig:
+        """Stage ``stage`` of fold ``fold``: its own run folder, starting from the fold's previous stage."""
+        folder = self.output / f"fold{fold}" / f"stage{stage}"
+        previous = self.output / f"fold{fold}" / f"stage{stage - 1}" / "model.pt"
+        return replace(
+            self.stages[stage],
+            output_dir=str(folder),
+            file_model_save=str(folder / "model.pt"),
+            initial_model=str(previous) if stage > 0 else self.stages[stage].initial_model,
+            data_dir="",
+            **{key: "" for key in FOLDER_KEYS.values()},
+        ).validate()
+
+    def train_fold(self, fold: int) -> Path:
+        """Every stage of fold ``fold`` on the other folds' cases (finished stages kept); the final model."""
+        from .training import Trainer
+
+        training_cases = [self.cases[i] for k, idx in enumerate(self.folds) if k != fold for i in idx]
+        model = None
+        for stage in range(len(self.stages)):
+            config = self.stage_config(fold, stage)
+            folder, model = Path(config.output_dir), config.model_path()
+            if (folder / DONE_NAME).is_file() and not self.overwrite:
+                self.log(f"fold {fold} stage {stage}: finished earlier ({model})")
+                continue
+            resume = self.resume and (folder / "checkpoint.pt").is_file()
+            self.log(f"fold {fold} stage {stage}: training on {len(training_cases)} cases into {folder}")
+            Trainer(config, cases=training_cases, overwrite=self.overwrite).run(resume=resume)
+            with atomic_output(folder / DONE_NAME) as temporary:
+                temporary.write_text(json.dumps({"model": str(model)}) + "\n")
+        return model
+
+    def run(self, device: str = "auto") -> dict:
+        """Train and evaluate every fold; write the pooled tables and ``summary.json``; returns the summary."""
+        from .evaluation import evaluate_cases, summarise
+        from .registration import Registrar
+
+        rows, per_fold = [], []
+        for fold, held_out in enumerate(self.folds):
+            model = self.train_fold(fold)
+            cases = [self.cases[i] for i in held_out]
+            summary, fold_rows = evaluate_cases(
+                Registrar(model, device), cases, self.output / f"fold{fold}" / "held_out", pictures=False, log=self.log
+            )
+            rows += [{**row, "fold": fold} for row in fold_rows]
+            per_fold.append({"fold": fold, "cases": [case.name for case in cases], **summary})
+        _write_csv(rows, self.output / "metrics.csv")
+        _write_csv(per_case_rows(rows), self.output / "per_case.csv")
+        summary = {
+            "folds": len(self.folds),
+            **pooled_summary(rows),
+            "landmark_rows": summarise(rows),
+            "per_fold": per_fold,
+        }
+        with atomic_output(self.output / "summary.json") as temporary:
+            temporary.write_text(json.dumps(summary, indent=2) + "\n")
+        return summary

@@ -1,0 +1,89 @@
+"""Cross-validation: folds by case, every stage per fold, held-out results pooled, resumable."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+
+import pytest
+
+from LabelRegLib import cli
+from LabelRegLib.config import train_config_from_ini
+from LabelRegLib.crossval import assign_folds
+from LabelRegLib.errors import InputError
+
+
+@pytest.mark.parametrize("n_cases, folds, seed", [(90, 3, 0), (90, 12, 5), (7, 3, 1), (6, 6, 2), (2, 2, 0)])
+def test_every_case_is_in_exactly_one_fold(n_cases, folds, seed):
+    assignment = assign_folds(n_cases, folds, seed)
+    assert len(assignment) == folds
+    every = [case for fold in assignment for case in fold]
+    assert sorted(every) == list(range(n_cases)), "a case in two folds, or in none"
+    sizes = [len(fold) for fold in assignment]
+    assert max(sizes) - min(sizes) <= 1
+    assert assignment == assign_folds(n_cases, folds, seed), "the same seed gives the same folds"
+
+
+def test_a_fold_count_the_cases_cannot_fill_is_refused():
+    with pytest.raises(InputError, match="--folds: 4 folds need 2 to 3"):
+        assign_folds(3, 4, 0)
+    with pytest.raises(InputError, match="--folds: 1 folds need 2 to 5"):
+        assign_folds(5, 1, 0)
+
+
+RECIPE = """[Data]
+data_dir = {data}
+[Network]
+num_channel_initial = 4
+[Train]
+total_iterations = 2
+minibatch_size = 2
+freq_validation = 2
+freq_model_save = 2
+validation_fraction = 0.25
+output_dir = {out}/unused
+{extra}
+"""
+
+
+def _crossval(*args) -> tuple[int, str]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = cli.main([str(a) for a in args])
+    return code, out.getvalue()
+
+
+@pytest.mark.slow
+def test_a_two_stage_recipe_is_cross_validated_by_case_and_resumes(phantom_folder, tmp_path):
+    stage1, stage2 = tmp_path / "stage1.ini", tmp_path / "stage2.ini"
+    stage1.write_text(RECIPE.format(data=phantom_folder, out=tmp_path, extra=""))
+    stage2.write_text(RECIPE.format(data=phantom_folder, out=tmp_path, extra=f"initial_model = {tmp_path}/stage1.pt"))
+    output = tmp_path / "cv"
+    code, printed = _crossval("crossval", stage1, stage2, "--folds", 3, "--output", output)
+    assert code == 0
+    summary = json.loads((output / "summary.json").read_text())
+    held_out = [case for fold in summary["per_fold"] for case in fold["cases"]]
+    assert sorted(held_out) == sorted(p.name.split(".")[0] for p in (phantom_folder / "moving_images").iterdir())
+    assert len(held_out) == len(set(held_out)) == summary["n_pairs"] == 6
+    for fold in range(3):  # stage 2 of a fold fine-tunes that fold's stage 1, never another fold's model
+        trained = train_config_from_ini(output / f"fold{fold}" / "stage1" / "config.ini")
+        assert trained.initial_model == str(output / f"fold{fold}" / "stage0" / "model.pt")
+        training_log = (output / f"fold{fold}" / "stage0" / "metrics.csv").exists()
+        assert training_log or (output / f"fold{fold}" / "stage0" / "model.pt").is_file()
+    rows = (output / "per_case.csv").read_text().splitlines()
+    assert rows[0] == "case,fold,dice_before,dice_after,tre_mm_before,tre_mm_after,folding" and len(rows) == 7
+    assert "pooled over 6 held-out pairs: median gland Dice" in printed
+    assert 0 <= summary["gland_dice_median"] <= 1 and summary["tre_mm_median"] >= 0
+
+    errors = io.StringIO()
+    with redirect_stderr(errors):
+        assert cli.main(["crossval", str(stage1), str(stage2), "--output", str(output)]) == 2
+    assert f"--output {output}: holds a cross-validation already; --resume continues it" in errors.getvalue()
+    code, printed = _crossval("crossval", stage1, stage2, "--folds", 3, "--output", output, "--resume")
+    assert code == 0 and printed.count("finished earlier") == 6, "finished stages are not trained again"
+    again = json.loads((output / "summary.json").read_text())
+    assert (
+        again["gland_dice_median"] == summary["gland_dice_median"]
+        and again["tre_mm_median"] == summary["tre_mm_median"]
+    )
