@@ -227,3 +227,34 @@ def test_two_process_torchrun_gloo_training_splits_samples_and_only_rank0_writes
     start = json.loads(run.stdout.splitlines()[0])
     assert start["world_size"] == 2
     assert read_model_payload(out / "model.pt")[0]["training"]["steps"] == 4
+
+
+def test_the_trainer_reads_in_one_sitting():
+    """Issue 15's limits: the trainer's files at most 250 lines, no class over 200, no method over 60, and every
+    attribute of Trainer set in __init__ (so validate() works before run())."""
+    import ast
+
+    from helpers import REPO
+
+    library = REPO / "LabelReg" / "LabelRegLib"
+    names = (
+        "training training_data augmentation weight_averages checkpoint progress model_header distributed validation"
+    )
+    for name in names.split():
+        source = (library / f"{name}.py").read_text()
+        assert len(source.splitlines()) <= 250, f"{name}.py"
+        for node in ast.walk(ast.parse(source)):
+            size = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1
+            assert not isinstance(node, ast.ClassDef) or size <= 200, f"{name}.py: class {node.name}"
+            assert not isinstance(node, ast.FunctionDef) or size <= 60, f"{name}.py: {node.name}"
+    trainer = next(
+        n for n in ast.parse((library / "training.py").read_text()).body if getattr(n, "name", "") == "Trainer"
+    )
+    methods = {m.name: m for m in trainer.body if isinstance(m, ast.FunctionDef)}
+    initialised = ast.unparse(methods.pop("__init__"))
+    for name, method in methods.items():
+        for node in ast.walk(method):
+            for target in node.targets if isinstance(node, ast.Assign) else []:
+                for leaf in ast.walk(target):
+                    if isinstance(leaf, ast.Attribute) and getattr(leaf.value, "id", "") == "self":
+                        assert f"self.{leaf.attr}" in initialised, f"Trainer.{name} sets self.{leaf.attr} first"

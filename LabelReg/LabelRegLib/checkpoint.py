@@ -44,3 +44,42 @@ def read_checkpoint(path: Path, architecture: dict) -> dict:
             f"was trained with another architecture {state['architecture']}; resume needs the same network settings",
         )
     return {**state, "history": json.loads(state["history"])}
+
+
+def training_state(trainer) -> dict:
+    """What :func:`write_checkpoint` saves of a :class:`~LabelRegLib.training.Trainer`: everything its next step
+    depends on (network, optimiser, weight averages, segmentation head, random generator, epoch order) and the
+    curves so far."""
+    from .distributed import Distributed
+
+    segmenter = trainer.segmenter
+    return {
+        "step": trainer.step,
+        "model": trainer.network.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        **trainer.averages.state_dict(),
+        "segmenter": Distributed.unwrap(segmenter).state_dict() if segmenter is not None else {},
+        "generator": trainer.generator.get_state(),
+        "order": list(trainer.sampler.order),
+        "elapsed_s": trainer.elapsed_s,
+        "history": trainer.progress.history,
+    }
+
+
+def restore_training_state(trainer, state: dict, path: Path) -> None:
+    """Put a state read by :func:`read_checkpoint` back into ``trainer`` (the inverse of :func:`training_state`)."""
+    from .distributed import Distributed
+
+    trainer.network.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.averages.load_state_dict(state, path)
+    if trainer.segmenter is not None:
+        if not state.get("segmenter"):
+            raise ModelFileError(
+                path, "cannot resume: the checkpoint has no segmentation head but segmentation_weight is set"
+            )
+        Distributed.unwrap(trainer.segmenter).load_state_dict(state["segmenter"])
+    trainer.generator.set_state(state["generator"])
+    trainer.sampler.order = list(state["order"])
+    trainer.progress.history = state["history"]
+    trainer.step, trainer.elapsed_s = int(state["step"]), float(state["elapsed_s"])

@@ -60,7 +60,8 @@ def train_config(args):
 
 
 def run_train(args) -> int:
-    from .training import Trainer, run_folder
+    from .outputs import run_folder
+    from .training import Trainer
 
     config = train_config(args)
     if not (config.data_dir or config.dir_moving_image):

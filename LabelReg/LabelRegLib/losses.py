@@ -128,3 +128,27 @@ def regulariser(ddf: torch.Tensor, regulariser_type: str = "bending") -> torch.T
     if kind == "gradient-l1":
         return gradient_norm(ddf, l1=True)
     raise ValueError(f"Unknown regulariser_type '{regulariser_type}'; choose one of {', '.join(REGULARISER_TYPES)}.")
+
+
+def label_loss(ddf: torch.Tensor, labels: list, config) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weak supervision of one minibatch: ``(similarity, energy)``, the multi-scale label dissimilarity of
+    the warped moving labels, averaged over the pairs, and the regulariser of the field (zero for a global
+    network or a zero weight).
+
+    Args:
+        ddf: the predicted fields, ``[N, 3, K, J, I]`` (voxels of the working grid).
+        labels: per pair, ``(moving, fixed)`` label tensors ``[1, L, K, J, I]`` (the landmarks sampled this step).
+        config: the training settings (similarity type and scales, regulariser type and weight).
+    """
+    from .spatial import warp
+
+    similarity = 0
+    for n, (moving, fixed) in enumerate(labels):
+        moving, fixed = moving.transpose(0, 1).to(ddf.device), fixed.transpose(0, 1).to(ddf.device)  # [L, 1, ...]
+        warped = warp(moving, ddf[n : n + 1].expand(len(moving), -1, -1, -1, -1))
+        similarity = similarity + multi_scale_loss(fixed, warped, config.similarity_type, config.similarity_scales)
+    if config.network_type != "global" and config.regulariser_weight:
+        energy = regulariser(ddf, config.regulariser_type)
+    else:
+        energy = torch.zeros((), device=ddf.device)
+    return similarity / len(labels), energy

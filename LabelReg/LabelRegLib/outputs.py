@@ -202,3 +202,10 @@ class RunFolder:
 
     def __exit__(self, *exc) -> None:
         self.lock.unlink(missing_ok=True)
+
+
+def run_folder(config, resume: bool, overwrite: bool) -> RunFolder:
+    """The run folder of a training's settings, checked for a new training (``overwrite``) or a ``resume``; enter it
+    to hold it."""
+    inputs = {"--initial_model": config.initial_model or None}
+    return RunFolder(Path(config.output_dir).expanduser(), config.model_path(), resume, overwrite, config, inputs)

@@ -65,6 +65,27 @@ class Registrar:
     def header(self) -> dict:
         return self.model.header
 
+    def check_inputs(self, moving: Volume, fixed: Volume) -> None:
+        """Refuse, naming the volume, what cannot give a meaningful result or would exhaust the machine: no usable
+        content, a working grid smaller than the network's coarsest level, more memory than is available."""
+        for volume, role in ((moving, "moving volume"), (fixed, "fixed volume")):
+            check_volume(volume, volume.name or role)
+            if float(volume.array.max()) == float(volume.array.min()):  # nothing to align: the result would be noise
+                raise InputError(
+                    volume.name or role, f"has no usable content: every voxel is {float(volume.array.min()):g}"
+                )
+        spacing_mm = self.model.header.get("working_spacing_mm")
+        working_shape, _ = working_geometry(fixed, spacing_mm)
+        if min(working_shape) < PAD_MULTIPLE:  # the network's coarsest level would hold less than one voxel
+            raise InputError(
+                fixed.name or "fixed volume",
+                f"is too small to register: {'x'.join(map(str, working_shape))} voxels at the model's working "
+                f"spacing ({spacing_mm or 'its own'} mm); the network needs at least {PAD_MULTIPLE} along each axis",
+            )
+        padded_shape = tuple(max(n, m) for n, m in zip(working_shape, self.network.min_input_shape or working_shape))
+        channels = self.model.header["architecture"].get("num_channel_initial", 32)
+        check_registration_memory(fixed.name or "fixed volume", padded_shape, fixed.shape, channels, self.device)
+
     def register(
         self, moving: Volume, fixed: Volume, alignment: str | None = None, passes: int | None = None, warn: bool = True
     ) -> RegistrationResult:
@@ -78,23 +99,9 @@ class Registrar:
 
         from .spatial import ddf_voxel_to_ras, warp
 
-        for volume, role in ((moving, "moving volume"), (fixed, "fixed volume")):
-            check_volume(volume, volume.name or role)
-            if float(volume.array.max()) == float(volume.array.min()):  # nothing to align: the result would be noise
-                raise InputError(
-                    volume.name or role, f"has no usable content: every voxel is {float(volume.array.min()):g}"
-                )
+        self.check_inputs(moving, fixed)
         started = time.perf_counter()
         header = self.model.header
-        working_shape, _ = working_geometry(fixed, header.get("working_spacing_mm"))
-        padded_shape = tuple(max(n, m) for n, m in zip(working_shape, self.network.min_input_shape or working_shape))
-        check_registration_memory(
-            fixed.name or "fixed volume",
-            padded_shape,
-            fixed.shape,
-            header["architecture"].get("num_channel_initial", 32),
-            self.device,
-        )
         pair = prepare_pair(
             moving,
             fixed,
@@ -102,12 +109,6 @@ class Registrar:
             alignment=alignment or header.get("initial_alignment", "centers"),
             normalisation=header.get("intensity_normalisation"),
         )
-        if min(pair.shape) < PAD_MULTIPLE:  # the network's coarsest level would hold less than one voxel
-            raise InputError(
-                fixed.name or "fixed volume",
-                f"is too small to register: {'x'.join(map(str, pair.shape))} voxels at the model's working spacing "
-                f"({header.get('working_spacing_mm') or 'its own'} mm); the network needs at least {PAD_MULTIPLE} along each axis",
-            )
         messages = []
         trained_at = self.network.min_input_shape  # from the header's training_input_shape_kji
         if trained_at and any(n > m for n, m in zip(pair.shape, trained_at)):

@@ -25,27 +25,23 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .augmentation import Augmentation
-from .checkpoint import read_checkpoint, write_checkpoint
+from .checkpoint import read_checkpoint, restore_training_state, training_state, write_checkpoint
 from .config import TrainConfig, write_ini
 from .data import Case
 from .device import select_device
 from .distributed import Distributed
-from .errors import ModelFileError
-from .losses import multi_scale_loss, regulariser
-from .metrics import dice, tre_mm
+from .losses import label_loss
 from .model_file import save_model
 from .model_header import architecture_of, load_initial_weights, model_header
 from .networks import build_network
-from .outputs import CHECKPOINT_NAME, RunFolder
+from .outputs import CHECKPOINT_NAME, run_folder
 from .progress import ProgressLog
 from .segmentation_head import GlandSegmentationHead, segmentation_loss
-from .spatial import folding_fraction, warp
 from .training_data import EpochSampler, TrainingData
-from .volume import Volume
+from .validation import validate_pairs
 from .weight_averages import WeightAverages
 
 
@@ -55,12 +51,6 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.learning_rate * config.learning_rate_decay ** sum(
         step >= milestone for milestone in config.learning_rate_milestones
     )
-
-
-def run_folder(config: TrainConfig, resume: bool, overwrite: bool) -> RunFolder:
-    """The run folder of ``config``, checked for a new training (``overwrite``) or a ``resume``; enter it to hold it."""
-    inputs = {"--initial_model": config.initial_model or None}
-    return RunFolder(Path(config.output_dir).expanduser(), config.model_path(), resume, overwrite, config, inputs)
 
 
 class Trainer:
@@ -127,19 +117,8 @@ class Trainer:
         fixed = torch.cat([f[:, :1] for _, f in samples]).to(self.device).contiguous(**layout)
         self.model.train()
         ddf = self.model(moving, fixed)
-        labels_end = -1 if self.segmenter is not None else None
-        similarity = 0
-        for n, (m, f) in enumerate(samples):
-            moving_labels = m[:, 1:labels_end].transpose(0, 1).to(self.device)  # [L, 1, K, J, I]
-            fixed_labels = f[:, 1:labels_end].transpose(0, 1).to(self.device)
-            warped = warp(moving_labels, ddf[n : n + 1].expand(len(moving_labels), -1, -1, -1, -1))
-            similarity = similarity + multi_scale_loss(fixed_labels, warped, c.similarity_type, c.similarity_scales)
-        similarity = similarity / len(samples)
-        energy = (
-            regulariser(ddf, c.regulariser_type)
-            if c.network_type != "global" and c.regulariser_weight
-            else torch.zeros((), device=self.device)
-        )
+        labels = [(m[:, 1:-1], f[:, 1:-1]) if self.segmenter is not None else (m[:, 1:], f[:, 1:]) for m, f in samples]
+        similarity, energy = label_loss(ddf, labels, c)
         loss = similarity + c.regulariser_weight * energy
         record = {"loss": loss, "similarity": similarity, "regulariser": energy}
         if self.segmenter is not None:
@@ -155,72 +134,19 @@ class Trainer:
         return {name: float(value.detach()) for name, value in record.items()}
 
     # ------------------------------------------------------------ validation
-    @torch.no_grad()
     def validate(self) -> dict:
         """Median gland Dice, median landmark TRE (mm) and max folding over the validation pairs (working grid)."""
-        if not self.data.val_idx:
-            return {}
         network = self.averages.inference(self.network)
-        network.eval()
-        dices, tres, foldings = [], [], []
-        for i in self.data.val_idx:
-            pair = self.data.pairs[i]
-            ddf = network(
-                torch.as_tensor(pair.moving_image)[None, None].to(self.device),
-                torch.as_tensor(pair.fixed_image)[None, None].to(self.device),
-            )
-            labels = torch.as_tensor(np.stack(pair.moving_labels))[:, None].to(self.device)
-            warped = warp(labels, ddf.expand(len(labels), -1, -1, -1, -1)).cpu().numpy()[:, 0]
-            dices.append(dice(warped[0], pair.fixed_labels[0]))
-            landmarks = range(1, len(warped)) if len(warped) > 1 else [0]
-            tres += [
-                tre_mm(Volume(warped[n], pair.ijk_to_ras), Volume(pair.fixed_labels[n], pair.ijk_to_ras))
-                for n in landmarks
-            ]
-            foldings.append(folding_fraction(ddf.double()))
-        finite_tres = [t for t in tres if np.isfinite(t)]  # a label warped out of view has no centroid
-        return {
-            "val_dice": float(np.median(dices)),
-            "val_tre_mm": float(np.median(finite_tres)) if finite_tres else float("nan"),
-            "val_folding": float(np.max(foldings)),
-        }
+        return validate_pairs(network, [self.data.pairs[i] for i in self.data.val_idx], self.device)
 
     # ------------------------------------------------------------ state
     def save_checkpoint(self) -> None:
-        segmenter = Distributed.unwrap(self.segmenter).state_dict() if self.segmenter is not None else {}
-        write_checkpoint(
-            self.output_dir / CHECKPOINT_NAME,
-            architecture_of(self.config),
-            {
-                "step": self.step,
-                "model": self.network.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                **self.averages.state_dict(),
-                "segmenter": segmenter,
-                "generator": self.generator.get_state(),
-                "order": list(self.sampler.order),
-                "elapsed_s": self.elapsed_s,
-                "history": self.progress.history,
-            },
-        )
+        write_checkpoint(self.output_dir / CHECKPOINT_NAME, architecture_of(self.config), training_state(self))
         self.progress.note(self.output_dir / CHECKPOINT_NAME)
 
     def load_checkpoint(self) -> None:
         path = self.output_dir / CHECKPOINT_NAME
-        state = read_checkpoint(path, architecture_of(self.config))
-        self.network.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.averages.load_state_dict(state, path)
-        if self.segmenter is not None:
-            if not state.get("segmenter"):
-                raise ModelFileError(
-                    path, "cannot resume: the checkpoint has no segmentation head but segmentation_weight is set"
-                )
-            Distributed.unwrap(self.segmenter).load_state_dict(state["segmenter"])
-        self.generator.set_state(state["generator"])
-        self.sampler.order = list(state["order"])
-        self.progress.history = state["history"]
-        self.step, self.elapsed_s = int(state["step"]), float(state["elapsed_s"])
+        restore_training_state(self, read_checkpoint(path, architecture_of(self.config)), path)
 
     # ------------------------------------------------------------ main loop
     def run(self, resume: bool = False) -> Path:
@@ -254,16 +180,8 @@ class Trainer:
         started, first_step, resumed_s, validation = time.monotonic() - self.elapsed_s, self.step, self.elapsed_s, {}
         if self.step == 0 and self.data.val_idx:  # where training starts from, for the curves
             initial = self.validate()
-            log.history.append(
-                {
-                    "step": 0,
-                    "loss": float("nan"),
-                    "similarity": float("nan"),
-                    "regulariser": float("nan"),
-                    **initial,
-                    "elapsed_s": 0.0,
-                }
-            )
+            nothing = {key: float("nan") for key in ("loss", "similarity", "regulariser")}
+            log.history.append({"step": 0, **nothing, **initial, "elapsed_s": 0.0})
             log.emit({"event": "validation", "step": 0, **initial})
         while self.step < c.total_iterations:
             losses = self.train_step()
