@@ -295,6 +295,40 @@ def run_evaluate(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- before/after tables (crossval, demo)
+METRIC_TITLES = {
+    "dice_before": "Dice before",
+    "dice_after": "Dice after",
+    "tre_mm_before": "TRE before mm",
+    "tre_mm_after": "TRE after mm",
+}
+FOLD_MEDIANS = {  # a fold's summary key for each column
+    "dice_before": "gland_dice_before_median",
+    "dice_after": "gland_dice_median",
+    "tre_mm_before": "tre_mm_before_median",
+    "tre_mm_after": "tre_mm_median",
+}
+
+
+def _print_before_after(rows: list[dict], leading: dict[str, int]) -> None:
+    """Gland Dice and landmark TRE before and after registration, one line per row, after the ``leading`` columns
+    (row key -> width; the first left-aligned)."""
+    first, *rest = leading
+    titles = [f"{first:<{leading[first]}}", *(f"{n:>{leading[n]}}" for n in rest)]
+    print("".join(titles + [f"{title:>{len(title) + 2}}" for title in METRIC_TITLES.values()]))
+    for row in rows:
+        cells = [f"{row[first]!s:<{leading[first]}}", *(f"{row[n]!s:>{leading[n]}}" for n in rest)]
+        digits = {key: 3 if key.startswith("dice") else 2 for key in METRIC_TITLES}
+        print("".join(cells + [f"{row[k]:>{len(t) + 2}.{digits[k]}f}" for k, t in METRIC_TITLES.items()]))
+
+
+def _medians(summary: dict) -> str:
+    return (
+        f"median gland Dice {summary['gland_dice_before_median']:.3f} -> {summary['gland_dice_median']:.3f}; "
+        f"median landmark TRE {summary['tre_mm_before_median']:.2f} -> {summary['tre_mm_median']:.2f} mm"
+    )
+
+
 # ---------------------------------------------------------------- crossval
 def _add_crossval_parser(commands):
     from .config import add_arguments
@@ -323,16 +357,15 @@ def run_crossval(args) -> int:
     stages = [config_from(ini, flags) for ini in args.configs]
     crossval = CrossValidation(stages, args.folds, args.output, args.resume, args.overwrite)
     summary = crossval.run(stages[0].device)
-    print(f"{'fold':<6}{'pairs':>6}{'Dice before':>13}{'Dice after':>12}{'TRE before mm':>15}{'TRE after mm':>14}")
-    for fold in summary["per_fold"]:
-        print(
-            f"{fold['fold']:<6}{fold['n_pairs']:>6}{fold['gland_dice_before_median']:>13.3f}"
-            f"{fold['gland_dice_median']:>12.3f}{fold['tre_mm_before_median']:>15.2f}{fold['tre_mm_median']:>14.2f}"
-        )
+    _print_before_after(
+        [
+            {"fold": f["fold"], "pairs": f["n_pairs"], **{key: f[median] for key, median in FOLD_MEDIANS.items()}}
+            for f in summary["per_fold"]
+        ],
+        {"fold": 6, "pairs": 6},
+    )
     print(
-        f"pooled over {summary['n_pairs']} held-out pairs: median gland Dice {summary['gland_dice_before_median']:.3f}"
-        f" -> {summary['gland_dice_median']:.3f}; median landmark TRE {summary['tre_mm_before_median']:.2f} -> "
-        f"{summary['tre_mm_median']:.2f} mm; folding max {summary['folding_max']:.4g}; "
+        f"pooled over {summary['n_pairs']} held-out pairs: {_medians(summary)}; folding max {summary['folding_max']:.4g}; "
         f"{len(summary['cases_worse_than_start'])} pairs end with a lower gland Dice than they start"
     )
     print(f"tables in {Path(args.output).resolve()}")
@@ -365,17 +398,8 @@ def run_demo(args) -> int:
         cases.append(Case(pair.name, pair.moving_image, pair.fixed_image, pair.moving_labels, pair.fixed_labels))
     pictures = _pictures("demo")
     summary, rows = evaluate_cases(registrar, cases, args.output, log=lambda *_: None, pictures=pictures)
-    print(f"{'case':<12}{'landmark':>9}{'Dice before':>13}{'Dice after':>12}{'TRE before mm':>15}{'TRE after mm':>14}")
-    for row in rows:
-        print(
-            f"{row['case']:<12}{row['landmark']:>9}{row['dice_before']:>13.3f}{row['dice_after']:>12.3f}"
-            f"{row['tre_mm_before']:>15.2f}{row['tre_mm_after']:>14.2f}"
-        )
-    print(
-        f"median gland Dice {summary['gland_dice_before_median']:.3f} -> {summary['gland_dice_median']:.3f}; "
-        f"median landmark TRE {summary['tre_mm_before_median']:.2f} -> {summary['tre_mm_median']:.2f} mm; "
-        f"registration {summary['runtime_s_median']:.2f} s per pair on {registrar.device}"
-    )
+    _print_before_after(rows, {"case": 12, "landmark": 9})
+    print(f"{_medians(summary)}; registration {summary['runtime_s_median']:.2f} s per pair on {registrar.device}")
     print(f"{'pictures and metrics.csv' if pictures else 'metrics.csv'} in {Path(args.output).resolve()}")
     return 0
 
