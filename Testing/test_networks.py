@@ -100,3 +100,21 @@ def test_one_adam_step_lowers_the_multiscale_dice_loss(phantom):
         after = loss()
     assert float(after) < float(before.detach())
     assert np.isfinite(float(after))
+
+
+def test_the_mirrored_average_is_exactly_equivariant():
+    """Test-time augmentation along j: the mirrored pair gets the mirrored field (flipped, its j component negated);
+    without axes it is the network's own field."""
+    from LabelRegLib.registration import mirrored_prediction
+
+    network = LocalNet(4, norm="instance").eval()
+    with torch.no_grad():
+        for parameter in network.parameters():  # away from the identity start, so that the field is not zero
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        moving, fixed = torch.rand(1, 1, 16, 20, 18), torch.rand(1, 1, 16, 20, 18)
+        assert torch.equal(mirrored_prediction(network, moving, fixed), network(moving, fixed))
+        field = mirrored_prediction(network, moving, fixed, "j")
+        of_mirrored = mirrored_prediction(network, moving.flip(3), fixed.flip(3), "j")
+    expected = field.flip(3) * torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1, 1)
+    assert field.abs().max() > 1e-3
+    assert torch.allclose(of_mirrored, expected, atol=1e-5)

@@ -102,7 +102,18 @@ def _add_register_parser(commands):
             help="CSV with columns moving, fixed, output_transform[, warped_image, moving_label, warped_label]",
         )
         parser.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
+        _add_mirror_option(parser)
         parser.set_defaults(func=run_register)
+
+
+def _add_mirror_option(parser) -> None:
+    parser.add_argument(
+        "--mirror",
+        default="",
+        metavar="AXES",
+        help="test-time augmentation: also register the pair mirrored along these working-grid axes (i, j, k) and "
+        "average the fields (e.g. j, the example data's left-right axis); off by default",
+    )
 
 
 def _check_register_jobs(jobs: list, model: str | None, overwrite: bool, source: str | None = None) -> None:
@@ -161,7 +172,7 @@ def run_register(args) -> int:
     else:
         raise LabelRegError("give --moving and --fixed (or --pairs CSV, or CONFIG.ini)")
     _check_register_jobs(jobs, args.model, args.overwrite, source=args.pairs)
-    return _register_jobs(Registrar(args.model, args.device), jobs, args.init, source=args.pairs)
+    return _register_jobs(Registrar(args.model, args.device, args.mirror), jobs, args.init, source=args.pairs)
 
 
 def _register_jobs(registrar, jobs: list[tuple[int, dict]], alignment, source: str | None = None) -> int:
@@ -231,6 +242,7 @@ def _add_evaluate_parser(commands):
     parser.add_argument(
         "--passes", type=_positive, help="network passes per registration, 1 to 8 (default: the model's)"
     )
+    _add_mirror_option(parser)
     parser.add_argument("--no-pictures", action="store_true")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the reports of an earlier evaluation in --output"
@@ -284,7 +296,7 @@ def run_evaluate(args) -> int:
             raise LabelRegError(f"--cases: no case named {', '.join(unknown)} in {args.data_dir}")
         cases = [case for case in cases if case.name in wanted]
     summary, _ = evaluate_cases(
-        Registrar(args.model, args.device),
+        Registrar(args.model, args.device, args.mirror),
         cases,
         args.output,
         args.init,

@@ -52,14 +52,19 @@ def warp_volume(moving: Volume, displacement: Volume, interpolation: str = "line
 class Registrar:
     """A loaded model on a device; :meth:`register` maps a moving MR onto a fixed US."""
 
-    def __init__(self, model_path: str | Path | None = None, device: str = "auto"):
+    def __init__(self, model_path: str | Path | None = None, device: str = "auto", mirror_axes: str = ""):
+        """``mirror_axes``: working-grid axes (letters ``i``, ``j``, ``k``) along which the pair is also registered
+        mirrored, the fields averaged (test-time augmentation; see :func:`mirrored_prediction`)."""
         import torch
 
         from .device import select_device
 
+        if set(mirror_axes) - set("ijk"):
+            raise InputError("--mirror", f"'{mirror_axes}': give working-grid axes among i, j, k")
         self.device = select_device(device)
         self.model: LoadedModel = load_model(model_path, self.device)
         self.network = self.model.network.to(memory_format=torch.channels_last_3d)
+        self.mirror_axes = mirror_axes
 
     @property
     def header(self) -> dict:
@@ -127,10 +132,11 @@ class Registrar:
         with torch.no_grad():
             moving_t = torch.as_tensor(pair.moving_image)[None, None].to(**layout)
             fixed_t = torch.as_tensor(pair.fixed_image)[None, None].to(**layout)
-            ddf = self.network(moving_t, fixed_t)
+            ddf = mirrored_prediction(self.network, moving_t, fixed_t, self.mirror_axes)
             for _ in range(passes - 1):
                 # x -> x + d(x) then the field so far: total(x) = d(x) + ddf(x + d(x))
-                step = self.network(warp(moving_t, ddf).contiguous(memory_format=torch.channels_last_3d), fixed_t)
+                warped = warp(moving_t, ddf).contiguous(memory_format=torch.channels_last_3d)
+                step = mirrored_prediction(self.network, warped, fixed_t, self.mirror_axes)
                 ddf = step + warp(ddf, step)
             ddf = ddf[0].double().cpu()
         field_ras = np.moveaxis(ddf_voxel_to_ras(ddf, pair.ijk_to_ras).numpy(), 0, -1)  # [K, J, I, 3], working grid
@@ -145,6 +151,32 @@ class Registrar:
             str(self.device),
             messages,
         )
+
+
+def mirrored_prediction(network, moving, fixed, axes: str = ""):
+    """The network's voxel field ``[B, 3, K, J, I]`` (channels i, j, k), averaged with the fields it predicts for
+    the pair mirrored along each of ``axes`` (and each combination), each mirrored back: along an axis, the field
+    is flipped and its component on that axis negated. Both images share the working grid, so one reflection
+    mirrors the pair. The average is exactly equivariant: the mirrored pair gets the mirrored field."""
+    from itertools import combinations
+
+    import torch
+
+    from .augmentation import FLIP_DIMS
+
+    dims = [FLIP_DIMS[axis] for axis in axes]
+    layout = {"memory_format": torch.channels_last_3d}
+    total = 0
+    subsets = [list(c) for n in range(len(dims) + 1) for c in combinations(dims, n)]
+    for flips in subsets:
+        if not flips:
+            total = total + network(moving, fixed)
+            continue
+        field = network(moving.flip(flips).contiguous(**layout), fixed.flip(flips).contiguous(**layout)).flip(flips)
+        sign = torch.ones(3, dtype=field.dtype, device=field.device)
+        sign[[4 - d for d in flips]] = -1.0  # tensor dimension 4, 3, 2 (i, j, k) -> field channel 0, 1, 2
+        total = total + field * sign.view(1, 3, 1, 1, 1)
+    return total / len(subsets)
 
 
 def compose_with_initial(field_ras: np.ndarray, fixed: Volume, initial: np.ndarray) -> np.ndarray:

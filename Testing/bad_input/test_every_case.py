@@ -222,6 +222,8 @@ CASES = [
      "--output {d}/mr.nii.gz: is a file, not a folder"),
     ("demo-output-is-a-file", None, "demo --model {d}/model.pt --output {d}/mr.nii.gz", 2,
      "--output {d}/mr.nii.gz: is a file, not a folder"),
+    ("mirror-axis", None, REGISTER + " --output-transform {d}/t.h5 --mirror x", 2,
+     "--mirror: 'x': give working-grid axes among i, j, k"),
     ("txt-warped-image", None, REGISTER + " --output-transform {d}/t.h5 --warped-image {d}/w.txt", 2,
      "--warped-image {d}/w.txt: unsupported file type '.txt'"),
 ]  # fmt: skip
