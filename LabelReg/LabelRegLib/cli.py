@@ -328,9 +328,9 @@ def _print_before_after(rows: list[dict], leading: dict[str, int]) -> None:
     first, *rest = leading
     titles = [f"{first:<{leading[first]}}", *(f"{n:>{leading[n]}}" for n in rest)]
     print("".join(titles + [f"{title:>{len(title) + 2}}" for title in METRIC_TITLES.values()]))
+    digits = {key: 3 if key.startswith("dice") else 2 for key in METRIC_TITLES}
     for row in rows:
         cells = [f"{row[first]!s:<{leading[first]}}", *(f"{row[n]!s:>{leading[n]}}" for n in rest)]
-        digits = {key: 3 if key.startswith("dice") else 2 for key in METRIC_TITLES}
         print("".join(cells + [f"{row[k]:>{len(t) + 2}.{digits[k]}f}" for k, t in METRIC_TITLES.items()]))
 
 

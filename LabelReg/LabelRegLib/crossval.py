@@ -16,13 +16,11 @@ Output, under the cross-validation folder::
     fold<k>/held_out/   the fold model on its held-out cases (metrics.csv, summary.json)
     metrics.csv         every held-out landmark row of every fold, with its fold
     per_case.csv        one row per case: fold, gland Dice and median landmark TRE before and after, folding
-    summary.json        pooled medians, each fold's, and which case was in which fold
+    summary.json        pooled medians, each fold's (the same medians over its cases), which case was in which fold
 """
 
 from __future__ import annotations
 
-import csv
-import io as _io
 import json
 import statistics
 from dataclasses import replace
@@ -82,16 +80,6 @@ def pooled_summary(rows: list[dict]) -> dict:
         "folding_max": max(r["folding"] for r in table),
         "cases_worse_than_start": sorted(r["case"] for r in table if r["dice_after"] < r["dice_before"]),
     }
-
-
-def _write_csv(rows: list[dict], path: Path) -> None:
-    buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    with atomic_output(path) as temporary:
-        temporary.write_text(buffer.getvalue())
 
 
 class CrossValidation:
@@ -172,26 +160,22 @@ class CrossValidation:
 
     def run(self, device: str = "auto") -> dict:
         """Train and evaluate every fold; write the pooled tables and ``summary.json``; returns the summary."""
-        from .evaluation import evaluate_cases, summarise
+        from .evaluation import METRIC_COLUMNS, evaluate_cases, write_metrics_csv
         from .registration import Registrar
 
         rows, per_fold = [], []
         for fold, held_out in enumerate(self.folds):
             model = self.train_fold(fold)
             cases = [self.cases[i] for i in held_out]
-            summary, fold_rows = evaluate_cases(
+            _, fold_rows = evaluate_cases(
                 Registrar(model, device), cases, self.output / f"fold{fold}" / "held_out", pictures=False, log=self.log
             )
             rows += [{**row, "fold": fold} for row in fold_rows]
-            per_fold.append({"fold": fold, "cases": [case.name for case in cases], **summary})
-        _write_csv(rows, self.output / "metrics.csv")
-        _write_csv(per_case_rows(rows), self.output / "per_case.csv")
-        summary = {
-            "folds": len(self.folds),
-            **pooled_summary(rows),
-            "landmark_rows": summarise(rows),
-            "per_fold": per_fold,
-        }
+            per_fold.append({"fold": fold, "cases": [case.name for case in cases], **pooled_summary(fold_rows)})
+        write_metrics_csv(rows, self.output / "metrics.csv", [*METRIC_COLUMNS, "fold"])
+        table = per_case_rows(rows)
+        write_metrics_csv(table, self.output / "per_case.csv", list(table[0]))
+        summary = {"folds": len(self.folds), **pooled_summary(rows), "per_fold": per_fold}
         with atomic_output(self.output / "summary.json") as temporary:
             temporary.write_text(json.dumps(summary, indent=2) + "\n")
         return summary

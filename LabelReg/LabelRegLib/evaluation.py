@@ -68,9 +68,10 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-def write_metrics_csv(rows: list[dict], path: Path) -> None:
+def write_metrics_csv(rows: list[dict], path: Path, columns=METRIC_COLUMNS) -> None:
+    """``rows`` as CSV (floats to 6 significant digits), written atomically."""
     buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=list(columns))
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})

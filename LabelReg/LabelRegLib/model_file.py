@@ -12,9 +12,10 @@ architecture, the preprocessing the network expects, what it was trained on
 and its validation metrics, and a SHA-256 over the rest of the header and the
 weights (``model_sha256``), so that a file modified or damaged anywhere is
 rejected: a header changed by one byte (a working spacing, say) would otherwise
-run with the wrong preprocessing and give a wrong transform without a word. :func:`peek_model_header` reads the header with
-the standard library alone (no torch, no checksum), for listing models in a
-panel without loading anything heavy.
+run with the wrong preprocessing and give a wrong transform without a word.
+:func:`peek_model_header` reads the header with the standard library alone
+(no torch, no checksum), for listing models in a panel without loading
+anything heavy.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def save_model(path: str | Path, network, header: dict, half_precision: bool = F
     state = {name: tensor.detach().cpu().clone() for name, tensor in network.state_dict().items()}
     if half_precision:
         state = {name: t.half() if t.is_floating_point() else t for name, t in state.items()}
-    header = {key: value for key, value in header.items() if key not in (CHECKSUM_KEY, "weights_sha256")}
+    header = {key: value for key, value in header.items() if key != CHECKSUM_KEY}
     header["storage"] = "float16" if half_precision else "float32"
     header[CHECKSUM_KEY] = model_checksum(header, state)
     payload = {

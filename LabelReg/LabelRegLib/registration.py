@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .memory import check_registration_memory
 from .model_file import LoadedModel, load_model
 from .networks import PAD_MULTIPLE
 from .preprocess import prepare_pair, working_geometry
-from .memory import check_registration_memory
 from .spatial import resample_volume
 from .volume import Volume, check_volume
 
