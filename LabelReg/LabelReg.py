@@ -28,6 +28,12 @@ from slicer.ScriptedLoadableModule import (
 )
 
 SEGMENTATION_MODES = ["transform", "harden"]
+# the transform node attribute of each quality column (LabelRegLib.quality.QUALITY_COLUMNS)
+QUALITY_ATTRIBUTES = {
+    "quality_dice": "LabelReg.QualityDice",
+    "quality_centroid_mm": "LabelReg.QualityCentroidMm",
+    "quality_flag": "LabelReg.QualityFlag",
+}
 TORCH_REQUIREMENT = (2, 1)  # weights-only model loading and channels_last_3d; what pyproject.toml asks for
 MOVING_PARENT_REFERENCE = (
     "labelRegMovingParent"  # output transform -> the MR's own parent transform (remapped on scene import)
@@ -63,12 +69,13 @@ class LabelRegParameterNode:
     fixedVolume: vtkMRMLScalarVolumeNode
     modelPath: str = ""  # empty: the bundled model
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
-    initialAlignment: Annotated[str, Choice(["centers", "physical"])] = "centers"
+    initialAlignment: Annotated[str, Choice(["centers", "physical", "glands"])] = "centers"
     outputTransform: vtkMRMLGridTransformNode
     applyToMoving: bool = True
     segmentation: vtkMRMLSegmentationNode
     segmentationMode: Annotated[str, Choice(SEGMENTATION_MODES)] = "transform"
     createLabelmap: bool = False
+    showGlands: bool = False
     autoUpdate: bool = False
 
 
@@ -199,6 +206,7 @@ class LabelRegWidget(ScriptedLoadableModuleWidget):
                 segmentationNode=p.segmentation,
                 segmentationMode=p.segmentationMode,
                 createLabelmap=p.createLabelmap,
+                showGlands=p.showGlands,
             )
             self._showStatus(self.logic.lastStatus)
             self._updateButtons()  # the device list is known now
@@ -223,6 +231,7 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         self.lastRuntime = None
         self.lastLabelmapNode = None
         self.lastCarriedSegmentationNode = None
+        self.lastGlandNodes = ()
         self.registrationCount = 0
         self.liveStatistics = {"frames": 0, "processed": 0, "dropped": 0, "latency_s": [], "main_thread_s": []}
         self._live = None
@@ -333,6 +342,7 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         segmentationNode=None,
         segmentationMode: str = "transform",
         createLabelmap: bool = False,
+        showGlands: bool = False,
     ):
         """Register the moving MR to the fixed US; return the grid transform node (created if not given).
 
@@ -343,7 +353,13 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         (``transform``) or copied and hardened onto the US (``harden``); with
         ``createLabelmap`` its segments are also exported as a labelmap on the US
         grid (``self.lastLabelmapNode``; the carried segmentation is
-        ``self.lastCarriedSegmentationNode``). On any error no new node is left
+        ``self.lastCarriedSegmentationNode``). The registration's self-check (the
+        quality score, when a gland model is loaded) is in the status line and in
+        the transform node's attributes ``LabelReg.QualityDice``,
+        ``LabelReg.QualityCentroidMm`` and ``LabelReg.QualityFlag``; with
+        ``showGlands`` the two predicted glands are shown as segmentation nodes,
+        the MR's beside the MR (under the transform with ``applyToMoving``), the
+        US's on the US (``self.lastGlandNodes``). On any error no new node is left
         behind and the MR and segmentation keep their parent transforms.
         """
         from LabelRegLib.errors import InputError
@@ -364,7 +380,13 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         )
         nodes, frame = (movingVolumeNode, fixedVolumeNode, outputTransformNode), (frameToWorld, frameID)
         return self._apply(
-            result, started, nodes, frame, applyToMoving, (segmentationNode, segmentationMode, createLabelmap)
+            result,
+            started,
+            nodes,
+            frame,
+            applyToMoving,
+            (segmentationNode, segmentationMode, createLabelmap),
+            showGlands,
         )
 
     @staticmethod
@@ -392,12 +414,19 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         return volume_from_node(movingVolumeNode, _("moving volume"), frameToWorld), frameToWorld, parentID
 
     def _apply(
-        self, result, started, nodes: tuple, frame: tuple, applyToMoving=True, segmentation=(None, "transform", False)
+        self,
+        result,
+        started,
+        nodes: tuple,
+        frame: tuple,
+        applyToMoving=True,
+        segmentation=(None, "transform", False),
+        showGlands=False,
     ):
-        """Put a registration result into MRML (main thread): the transform, the MR under it, the carried
-        segmentation and labelmap. ``nodes``: (moving, fixed, output transform or None); ``frame``: (the MR's own
-        RAS to world, its parent's ID); ``segmentation``: (node or None, mode, create a labelmap). On any error the
-        scene is as it was."""
+        """Put a registration result into MRML (main thread): the transform and its quality attributes, the MR
+        under it, the carried segmentation and labelmap, the predicted glands. ``nodes``: (moving, fixed, output
+        transform or None); ``frame``: (the MR's own RAS to world, its parent's ID); ``segmentation``: (node or None,
+        mode, create a labelmap). On any error the scene is as it was."""
         movingVolumeNode, fixedVolumeNode, outputTransformNode = nodes
         frameToWorld, frameID = frame
         segmentationNode, segmentationMode, createLabelmap = segmentation
@@ -420,8 +449,23 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
             outputTransformNode.SetAndObserveTransformNodeID(None)
             outputTransformNode.SetNodeReferenceID(MOVING_PARENT_REFERENCE, frameID)
             set_grid_transform(outputTransformNode, displacement)
+            for name, value in (result.quality.row() if result.quality else {}).items():
+                outputTransformNode.SetAttribute(QUALITY_ATTRIBUTES[name], f"{value:.6g}")
             if applyToMoving:
                 movingVolumeNode.SetAndObserveTransformNodeID(outputTransformNode.GetID())
+            self.lastGlandNodes = ()
+            if showGlands and result.glands:
+                parents = (
+                    outputTransformNode.GetID() if applyToMoving else frameID,
+                    fixedVolumeNode.GetTransformNodeID(),
+                )
+                toLocal = (np.linalg.inv(frameToWorld), self._fixedToLocal(fixedVolumeNode))
+                self.lastGlandNodes = tuple(
+                    self._showGland(gland, volumeNode, parentID, matrix)
+                    for gland, volumeNode, parentID, matrix in zip(
+                        result.glands, (movingVolumeNode, fixedVolumeNode), parents, toLocal
+                    )
+                )
             self.lastLabelmapNode = self.lastCarriedSegmentationNode = None
             if segmentationNode is not None:
                 self.lastCarriedSegmentationNode = self._carrySegmentation(
@@ -446,10 +490,41 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
             logging.warning(message)
         done = _("Registered in {seconds:.2f} s on {device} (network {network:.2f} s)")
         warned = [_("Warning: {message}").format(message=message) for message in self.lastWarnings]
+        quality = [result.quality.text()] if result.quality is not None and not result.quality.flagged else []
         self.lastStatus = "\n".join(
-            [done.format(seconds=runtime, device=result.device, network=result.runtime_s), *warned]
+            [done.format(seconds=runtime, device=result.device, network=result.runtime_s), *quality, *warned]
         )
         logging.info(self.lastStatus)
+
+    @staticmethod
+    def _fixedToLocal(fixedVolumeNode):
+        """The matrix from world RAS to the US node's own RAS (the inverse of its linear parent transforms)."""
+        import numpy as np
+
+        from LabelRegLib.mrml import transform_to_world
+
+        return np.linalg.inv(transform_to_world(fixedVolumeNode.GetParentTransformNode(), _("fixed volume")))
+
+    @staticmethod
+    def _showGland(gland, volumeNode, parentID, worldToLocal):
+        """The predicted gland of ``volumeNode`` as the segmentation node "<volume> gland (LabelReg)" (re-used on
+        the next registration), in the volume's frame under ``parentID``."""
+        from LabelRegLib.mrml import set_segments_from_labelmap
+        from LabelRegLib.volume import Volume
+
+        reference = "labelRegPredictedGland"
+        node = volumeNode.GetNodeReference(reference)
+        if node is None:
+            node = slicer.mrmlScene.AddNewNodeByClass(
+                "vtkMRMLSegmentationNode", f"{volumeNode.GetName()} gland (LabelReg)"
+            )
+            node.CreateDefaultDisplayNodes()
+            volumeNode.SetNodeReferenceID(reference, node.GetID())
+        probability = gland.probability
+        local = Volume(probability.array, worldToLocal @ probability.ijk_to_ras, probability.name)
+        set_segments_from_labelmap(slicer.mrmlScene, node, local, _("predicted gland"))
+        node.SetAndObserveTransformNodeID(parentID)
+        return node
 
     @staticmethod
     def _carrySegmentation(segmentationNode, transformNode, mode: str):

@@ -71,3 +71,12 @@ def tiny_model(phantom_folder, tmp_path_factory) -> Path:
     from helpers import train_tiny_model
 
     return train_tiny_model(phantom_folder, tmp_path_factory.mktemp("tiny_run"))
+
+
+@pytest.fixture(scope="session")
+def gland_model() -> Path:
+    """The bundled gland segmentation model."""
+    from LabelRegLib.glands import DEFAULT_GLAND_MODEL_NAME
+    from LabelRegLib.model_file import MODELS_DIR
+
+    return MODELS_DIR / DEFAULT_GLAND_MODEL_NAME

@@ -87,3 +87,29 @@ def test_a_two_stage_recipe_is_cross_validated_by_case_and_resumes(phantom_folde
         again["gland_dice_median"] == summary["gland_dice_median"]
         and again["tre_mm_median"] == summary["tre_mm_median"]
     )
+
+
+@pytest.mark.slow
+def test_a_glands_recipe_trains_a_gland_model_per_fold_and_scores_the_held_out_pairs(phantom_folder, tmp_path):
+    from LabelRegLib.crossval import CrossValidation
+    from LabelRegLib.gland_training import GlandSettings
+    from LabelRegLib.model_file import read_model_header
+
+    recipe = tmp_path / "recipe.ini"
+    recipe.write_text(RECIPE.format(data=phantom_folder, out=tmp_path, extra="initial_alignment = glands"))
+    tiny = GlandSettings(steps=2, num_channel_initial=2, samples_per_step=2, phantom_pairs=0)
+    crossval = CrossValidation(
+        [train_config_from_ini(recipe)], 3, tmp_path / "cv", gland_settings=tiny, log=lambda *_: None
+    )
+    summary = crossval.run("cpu")
+
+    for fold, held_out in enumerate(crossval.folds):
+        trained = train_config_from_ini(tmp_path / "cv" / f"fold{fold}" / "stage0" / "config.ini")
+        assert trained.gland_model == str(crossval.gland_model(fold)), "each fold aligns with its own gland model"
+        header = read_model_header(crossval.gland_model(fold))
+        held_out_names = {crossval.cases[i].name for i in held_out}
+        assert not held_out_names & set(header["training"]["cases"]), "a gland model never sees its held-out cases"
+    columns = (tmp_path / "cv" / "per_case.csv").read_text().splitlines()[0].split(",")
+    assert {"quality_dice", "quality_centroid_mm", "gland_dice_us", "gland_centroid_mm_mr"} <= set(columns)
+    assert 0.0 <= summary["quality"]["dice_threshold"] <= 1.0
+    assert "spearman_quality_dice_vs_tre" in summary["quality"]

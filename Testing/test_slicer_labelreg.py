@@ -132,6 +132,36 @@ def test_logic_registers_a_phantom_and_the_exported_labelmap_matches_the_engine(
     assert slicer_tre == pytest.approx(engine_tre, abs=1e-3)
 
 
+def test_the_predicted_glands_and_the_quality_score_reach_the_scene(slicer, scene, LabelReg):
+    pair, moving, fixed, _segmentation, _parent = _phantom_scene(slicer)
+    us_pose = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "US pose")
+    fixed.SetAndObserveTransformNodeID(us_pose.GetID())  # identity: the US's frame is kept, not its position
+    logic = LabelReg.LabelRegLogic()
+    transform = logic.register(moving, fixed, showGlands=True)
+
+    quality = logic.modelCatalogue().registrar(None, "auto").glands is not None
+    assert quality, "the bundled gland model is loaded by default"
+    assert 0.0 <= float(transform.GetAttribute("LabelReg.QualityDice")) <= 1.0
+    assert float(transform.GetAttribute("LabelReg.QualityCentroidMm")) >= 0.0
+    assert transform.GetAttribute("LabelReg.QualityFlag") in ("0", "1")
+    assert "self-check" in logic.lastStatus
+    mr_gland, us_gland = logic.lastGlandNodes
+    assert mr_gland.GetTransformNodeID() == transform.GetID(), "the MR gland moves with the MR"
+    assert us_gland.GetTransformNodeID() == us_pose.GetID(), "the US gland stays in the US's frame"
+    assert mr_gland.GetSegmentation().GetNumberOfSegments() == 1
+    # shown where the engine found it: the US gland's centre in world RAS
+    labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ExportAllSegmentsToLabelmapNode(us_gland, labelmap)
+    shown = _node_volume(slicer, labelmap)
+    engine = Registrar(None, "cpu").register(pair.moving_image, pair.fixed_image)
+    assert tre_mm(shown.with_array((shown.array > 0).astype(np.float32)), engine.glands[1].probability) < 2.0
+    slicer.mrmlScene.RemoveNode(labelmap)
+
+    count = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+    logic.register(moving, fixed, transform, showGlands=True)
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == count, "the gland nodes are reused"
+
+
 def test_a_us_larger_than_the_model_was_trained_on_registers_with_the_warning_in_the_status(slicer, scene, LabelReg):
     pair, moving, fixed_node, _segmentation, _parent = _phantom_scene(slicer)
     wide = _volume_node(slicer, with_empty_border(pair.fixed_image, 12), "wide US")  # 15 mm more on every side

@@ -1,4 +1,4 @@
-"""The ``labelreg`` command: train, register (infer), evaluate, demo, info.
+"""The ``labelreg`` command: train, register (infer), evaluate, crossval, train-glands, demo, info.
 
 Run ``labelreg <command> --help`` for every option.
 """
@@ -91,19 +91,41 @@ def _add_register_parser(commands):
         parser.add_argument("--moving", help="moving (MR) image file")
         parser.add_argument("--fixed", help="fixed (US) image file")
         parser.add_argument("--model", help="model file (default: the bundled model)")
-        parser.add_argument("--init", choices=["centers", "physical"], help="initial alignment (default: the model's)")
+        _add_alignment_options(parser)
         parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
         parser.add_argument("--output-transform", help="displacement field output (.h5 or .nii.gz)")
         parser.add_argument("--warped-image", help="moving image resampled on the fixed grid")
         parser.add_argument("--moving-label", help="moving label / landmark file to warp (3D, 4D or .seg.nrrd)")
         parser.add_argument("--warped-label", help="output of the warped labels on the fixed grid")
         parser.add_argument(
+            "--output-glands",
+            metavar="DIR",
+            help="write the predicted glands (label maps on each image's grid) into DIR as <moving>_mr_gland.nii.gz "
+            "and <fixed>_us_gland.nii.gz",
+        )
+        parser.add_argument(
+            "--report",
+            metavar="CSV",
+            help="write one row per pair: runtime and the quality score (quality_dice, quality_centroid_mm, quality_flag)",
+        )
+        parser.add_argument(
             "--pairs",
-            help="CSV with columns moving, fixed, output_transform[, warped_image, moving_label, warped_label]",
+            help="CSV with columns moving, fixed, output_transform[, warped_image, moving_label, warped_label, "
+            "moving_gland, fixed_gland]",
         )
         parser.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
         _add_mirror_option(parser)
         parser.set_defaults(func=run_register)
+
+
+def _add_alignment_options(parser) -> None:
+    from .config import ALIGNMENT_MODES
+
+    parser.add_argument("--init", choices=ALIGNMENT_MODES, help="initial alignment (default: the model's)")
+    parser.add_argument(
+        "--gland-model",
+        help="gland segmentation model of the glands alignment and the quality score (default: the bundled one)",
+    )
 
 
 def _add_mirror_option(parser) -> None:
@@ -133,6 +155,39 @@ def _check_register_jobs(jobs: list, model: str | None, overwrite: bool, source:
     check_rows(jobs, inputs, outputs, overwrite, source, model)
 
 
+def _gland_outputs(jobs: list, folder: str | None) -> list:
+    """The jobs with ``moving_gland`` and ``fixed_gland`` filled from ``--output-glands DIR`` where not given."""
+    if not folder:
+        return jobs
+    from .io import strip_suffix
+
+    def named(path: str, modality: str) -> str:
+        return str(Path(folder) / f"{Path(strip_suffix(path)).name}_{modality}_gland.nii.gz")
+
+    return [
+        (
+            n,
+            {
+                **job,
+                "moving_gland": job.get("moving_gland") or named(job["moving"], "mr"),
+                "fixed_gland": job.get("fixed_gland") or named(job["fixed"], "us"),
+            },
+        )
+        for n, job in jobs
+    ]
+
+
+def _write_gland(gland, image, path) -> None:
+    """A predicted gland as a label map (0/1) on ``image``'s own grid."""
+    import numpy as np
+
+    from .io import write_volume
+    from .spatial import resample_volume
+
+    on_grid = resample_volume(gland.probability, image.shape, image.ijk_to_ras)
+    write_volume(on_grid.with_array((on_grid.array > 0.5).astype(np.uint8)), path)
+
+
 def _register_one(registrar, job: dict, alignment):
     from .io import read_labels, read_volume, write_volume
     from .transform_io import write_displacement
@@ -144,6 +199,8 @@ def _register_one(registrar, job: dict, alignment):
         raise LabelRegError(
             f"{job['moving_label']}: is not on the grid of the moving image {job['moving']}; labels must share its geometry"
         )
+    if (job.get("moving_gland") or job.get("fixed_gland")) and registrar.glands is None:
+        raise LabelRegError("--output-glands: no gland model is loaded (give --gland-model)")
     result = registrar.register(moving, fixed, alignment)
     if job.get("output_transform"):
         write_displacement(result.displacement, job["output_transform"])
@@ -152,7 +209,12 @@ def _register_one(registrar, job: dict, alignment):
     if job.get("warped_label"):
         warped = [result.warp(label) for label in labels]
         write_volume(warped if len(warped) > 1 else warped[0], job["warped_label"])
+    for gland, image, column in zip(result.glands, (moving, fixed), ("moving_gland", "fixed_gland")):
+        if job.get(column):
+            _write_gland(gland, image, job[column])
     print(f"{Path(job['moving']).name} -> {Path(job['fixed']).name}: {result.runtime_s:.2f} s on {result.device}")
+    if result.quality is not None:
+        print(f"  {result.quality.text()}")
     return result
 
 
@@ -168,19 +230,39 @@ def run_register(args) -> int:
     elif args.moving and args.fixed:
         from .pairs_csv import COMMAND_LINE_COLUMNS
 
-        jobs = [(1, {key: getattr(args, key) for key in COMMAND_LINE_COLUMNS})]
+        jobs = [(1, {key: getattr(args, key, None) for key in COMMAND_LINE_COLUMNS})]
     else:
         raise LabelRegError("give --moving and --fixed (or --pairs CSV, or CONFIG.ini)")
+    jobs = _gland_outputs(jobs, args.output_glands)
     _check_register_jobs(jobs, args.model, args.overwrite, source=args.pairs)
-    return _register_jobs(Registrar(args.model, args.device, args.mirror), jobs, args.init, source=args.pairs)
+    if args.report:
+        from .outputs import check_outputs
+
+        check_outputs({"--report": args.report}, {"--pairs": args.pairs}, args.overwrite, {"--report": (".csv",)})
+    registrar = Registrar(args.model, args.device, args.mirror, args.gland_model)
+    return _register_jobs(registrar, jobs, args.init, source=args.pairs, report=args.report)
 
 
-def _register_jobs(registrar, jobs: list[tuple[int, dict]], alignment, source: str | None = None) -> int:
-    """Register every job; with several, a failed one is reported and the others go on (exit 1 at the end)."""
-    failures = []
+REPORT_COLUMNS = ("moving", "fixed", "runtime_s", "device")
+
+
+def _register_jobs(
+    registrar, jobs: list[tuple[int, dict]], alignment, source: str | None = None, report: str | None = None
+) -> int:
+    """Register every job; with several, a failed one is reported and the others go on (exit 1 at the end). With
+    ``report``, a CSV of the registered pairs: runtime and quality score."""
+    failures, rows = [], []
     for n, job in jobs:
         try:
-            _register_one(registrar, job, alignment)
+            result = _register_one(registrar, job, alignment)
+            rows.append(
+                {
+                    **{key: str(job[key]) for key in REPORT_COLUMNS[:2]},
+                    "runtime_s": result.runtime_s,
+                    "device": result.device,
+                    **(result.quality.row() if result.quality else {}),
+                }
+            )
         except LabelRegError as error:
             if len(jobs) == 1:
                 raise
@@ -188,6 +270,11 @@ def _register_jobs(registrar, jobs: list[tuple[int, dict]], alignment, source: s
             print(f"labelreg register: error: {failures[-1]}", file=sys.stderr)
     if failures:
         print(f"labelreg register: {len(failures)} of {len(jobs)} pairs failed", file=sys.stderr)
+    if report and rows:
+        from .evaluation import write_metrics_csv
+        from .quality import QUALITY_COLUMNS
+
+        write_metrics_csv(rows, Path(report), [*REPORT_COLUMNS, *(QUALITY_COLUMNS if registrar.glands else ())])
     return 1 if failures else 0
 
 
@@ -226,7 +313,9 @@ def _register_from_ini(args) -> int:
     ]
     model = args.model or settings.get("file_model_saved")
     _check_register_jobs(jobs, model, args.overwrite, source=args.config)
-    registrar = Registrar(model, args.device if args.device != "auto" else settings.get("device", "auto"))
+    registrar = Registrar(
+        model, args.device if args.device != "auto" else settings.get("device", "auto"), gland_model=args.gland_model
+    )
     return _register_jobs(registrar, jobs, args.init or settings.get("initial_alignment"), source=args.config)
 
 
@@ -236,7 +325,7 @@ def _add_evaluate_parser(commands):
     parser.add_argument("data_dir", help="folder with moving_images/, fixed_images/, moving_labels/, fixed_labels/")
     parser.add_argument("--model", help="model file (default: the bundled model)")
     parser.add_argument("--output", required=True, help="folder for metrics.csv, summary.json and one PNG per case")
-    parser.add_argument("--init", choices=["centers", "physical"], help="initial alignment (default: the model's)")
+    _add_alignment_options(parser)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cases", help="comma-separated case names to evaluate (default: all)")
     parser.add_argument(
@@ -296,7 +385,7 @@ def run_evaluate(args) -> int:
             raise LabelRegError(f"--cases: no case named {', '.join(unknown)} in {args.data_dir}")
         cases = [case for case in cases if case.name in wanted]
     summary, _ = evaluate_cases(
-        Registrar(args.model, args.device, args.mirror),
+        Registrar(args.model, args.device, args.mirror, args.gland_model),
         cases,
         args.output,
         args.init,
@@ -357,6 +446,12 @@ def _add_crossval_parser(commands):
     parser.add_argument("--output", required=True, help="the cross-validation folder")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted cross-validation")
     parser.add_argument("--overwrite", action="store_true", help="start again over a folder that holds one")
+    parser.add_argument(
+        "--glands",
+        action="store_true",
+        help="also train a gland segmentation model per fold: the held-out pairs get the quality score, and the "
+        "summary its threshold and ranking (implied by initial_alignment = glands)",
+    )
     add_arguments(parser)
     parser.set_defaults(func=run_crossval)
 
@@ -367,7 +462,7 @@ def run_crossval(args) -> int:
 
     flags = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     stages = [config_from(ini, flags) for ini in args.configs]
-    crossval = CrossValidation(stages, args.folds, args.output, args.resume, args.overwrite)
+    crossval = CrossValidation(stages, args.folds, args.output, args.resume, args.overwrite, glands=args.glands)
     summary = crossval.run(stages[0].device)
     _print_before_after(
         [
@@ -380,7 +475,68 @@ def run_crossval(args) -> int:
         f"pooled over {summary['n_pairs']} held-out pairs: {_medians(summary)}; folding max {summary['folding_max']:.4g}; "
         f"{len(summary['cases_worse_than_start'])} pairs end with a lower gland Dice than they start"
     )
+    quality = summary.get("quality")
+    if quality:
+        print(
+            f"quality score: Spearman with the pair's TRE {quality['spearman_quality_dice_vs_tre']:.2f} (Dice), "
+            f"{quality['spearman_quality_centroid_vs_tre']:.2f} (centroid distance); below Dice "
+            f"{quality['dice_threshold']:.3f}: {quality['n_flagged']} pairs flagged, median TRE "
+            f"{quality['tre_mm_median_flagged']:.2f} mm vs {quality['tre_mm_median_unflagged']:.2f} mm"
+        )
     print(f"tables in {Path(args.output).resolve()}")
+    return 0
+
+
+# ---------------------------------------------------------------- train-glands
+def _add_train_glands_parser(commands):
+    from .gland_training import settings_fields
+
+    parser = commands.add_parser(
+        "train-glands",
+        help="train the gland segmentation model (glands alignment, quality score) on a data folder",
+        description="Train the gland segmentation network on label 0 (the gland) of every MR and US of a data "
+        "folder, plus phantom pairs; write it as a model file.",
+    )
+    parser.add_argument("data_dir", help="folder with moving_images/, fixed_images/, moving_labels/, fixed_labels/")
+    parser.add_argument("--output", required=True, help="the model file to write (.pt)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--quality-dice-threshold",
+        type=float,
+        help="record in the model the quality Dice below which a registration is flagged (from labelreg crossval "
+        "--glands: its summary.json quality.dice_threshold)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace the model file if it exists")
+    for f in settings_fields():
+        unit = f" {f.metadata['unit']}" if f.metadata["unit"] else ""
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            type=type(f.default),
+            default=f.default,
+            metavar="V",
+            help=f"{f.metadata['help']} (default {f.default}{unit})",
+        )
+    parser.set_defaults(func=run_train_glands)
+
+
+def run_train_glands(args) -> int:
+    from .data import load_data_folder
+    from .gland_training import GlandSettings, GlandTrainer, settings_fields
+    from .outputs import check_outputs
+
+    check_outputs({"--output": args.output}, overwrite=args.overwrite, suffixes={"--output": (".pt",)})
+    settings = GlandSettings(**{f.name: getattr(args, f.name) for f in settings_fields()})
+    trainer = GlandTrainer(
+        load_data_folder(args.data_dir),
+        args.output,
+        settings,
+        args.device,
+        args.data_dir,
+        log=lambda line, end="\n": print(line, end=end, file=sys.stderr, flush=True),
+        quality_dice_threshold=args.quality_dice_threshold,
+    )
+    print(f"gland model written to {trainer.run()}")
     return 0
 
 
@@ -443,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_register_parser(commands)
     _add_evaluate_parser(commands)
     _add_crossval_parser(commands)
+    _add_train_glands_parser(commands)
     _add_demo_parser(commands)
     _add_info_parser(commands)
     return parser

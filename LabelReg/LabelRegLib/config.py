@@ -33,10 +33,12 @@ from .errors import InputError
 
 # Allowed values, defined here once (the modules that implement them import these).
 NETWORK_TYPES = ("local", "global", "composite")
+GLAND_NETWORK_TYPE = "gland-unet"  # the gland segmentation network (glands.py); not a registration network
 NORMS = ("batch", "instance", "none")
 SIMILARITY_TYPES = ("dice", "jaccard", "cross-entropy", "mean-squared")
 REGULARISER_TYPES = ("bending", "gradient-l2", "gradient-l1")
-ALIGNMENT_MODES = ("centers", "physical")
+ALIGNMENT_MODES = ("centers", "physical", "glands")
+GLAND_TRANSFORMS = ("translation", "rigid", "similarity")  # how the glands alignment moves the MR gland
 LABEL_SAMPLING = ("one", "all")
 FLIP_AXES = "ijk"
 SECTION_NAMES = ("Data", "Network", "Loss", "Train")
@@ -129,7 +131,10 @@ class TrainConfig:
     output_dir: str = setting("labelreg-run", "Train", "folder for checkpoint, metrics.csv, curves.png, config.ini", record=False)
     validation_fraction: float = setting(0.1, "Train", "share of the pairs held out for validation", minimum=0.0, maximum=0.9)
     device: str = setting("auto", "Train", f"compute device: {', '.join(DEVICE_CHOICES)} or cuda:N", record=False)
-    initial_alignment: str = setting("centers", "Train", "alignment before the network", choices=ALIGNMENT_MODES)
+    initial_alignment: str = setting("centers", "Train", "alignment before the network (glands: the predicted MR gland onto the predicted US gland)",
+                                     choices=ALIGNMENT_MODES)
+    gland_transform: str = setting("rigid", "Train", "how the glands alignment moves the MR gland", choices=GLAND_TRANSFORMS)
+    gland_model: str = setting("", "Train", "gland segmentation model of the glands alignment (default: the bundled one)", record=False)
     working_spacing: float = setting(0.0, "Train", "working voxel size (0 = the fixed image's own grid)", unit="mm", minimum=0.0, maximum=50.0)
     corner_scale: float = setting(0.1, "Train", "random affine augmentation strength (0 = off)", minimum=0.0, maximum=1.0)
     translation_mm: float = setting(0.0, "Train", "random shift of the moving side, uniform in +-V per axis (0 = off)", unit="mm",

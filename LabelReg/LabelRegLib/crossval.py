@@ -14,9 +14,19 @@ Output, under the cross-validation folder::
 
     fold<k>/stage<s>/   each training's run folder (model, checkpoint, curves; resumable)
     fold<k>/held_out/   the fold model on its held-out cases (metrics.csv, summary.json)
+    fold<k>/glands/     with ``glands``: the fold's gland segmentation model, trained on the same cases
     metrics.csv         every held-out landmark row of every fold, with its fold
     per_case.csv        one row per case: fold, gland Dice and median landmark TRE before and after, folding
-    summary.json        pooled medians, each fold's (the same medians over its cases), which case was in which fold
+                        (with ``glands``: the quality score and the predicted glands' accuracy)
+    summary.json        pooled medians, each fold's (the same medians over its cases), which case was in which fold;
+                        with ``glands``, the quality score's threshold and how well it ranks the true TRE
+
+With ``glands`` (implied by a recipe whose ``initial_alignment`` is ``glands``),
+each fold first trains its own gland model, which that fold's recipe aligns with
+and which gives the held-out registrations their quality score. The threshold
+that flags a registration is fixed by a rule set before any measurement: the
+quality Dice below which the worst :data:`QUALITY_FLAG_FRACTION` of the held-out
+pairs fall.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from .errors import InputError
 from .io import atomic_output
 
 DONE_NAME = "done.json"  # written in a stage's run folder once its training has finished
+QUALITY_FLAG_FRACTION = 0.2  # the share of held-out pairs whose quality Dice sets the flagging threshold
 
 
 def assign_folds(n_cases: int, folds: int, seed: int) -> list[list[int]]:
@@ -62,6 +73,7 @@ def per_case_rows(rows: list[dict]) -> list[dict]:
                 "tre_mm_before": statistics.median(r["tre_mm_before"] for r in others),
                 "tre_mm_after": statistics.median(r["tre_mm_after"] for r in others),
                 "folding": gland["folding"],
+                **{key: value for key, value in gland.items() if key.startswith(("quality_", "gland_"))},
             }
         )
     return table
@@ -92,6 +104,8 @@ class CrossValidation:
         resume: continue an interrupted cross-validation (finished stages are kept, a stage with a checkpoint
             resumes from it).
         overwrite: start again over a folder that holds one.
+        glands: also train a gland segmentation model per fold (quality score; implied by a glands alignment).
+        gland_settings: its settings (default: :class:`.GlandSettings`).
         cases: the cases (default: read from the first stage's data settings).
         log: where progress lines go.
     """
@@ -105,10 +119,14 @@ class CrossValidation:
         overwrite: bool = False,
         cases: list[Case] | None = None,
         log=print,
+        glands: bool = False,
+        gland_settings=None,
     ):
         from .outputs import check_output_folder
 
         self.stages = stages
+        self.glands = glands or any(stage.initial_alignment == "glands" for stage in stages)
+        self.gland_settings = gland_settings
         self.output = check_output_folder("--output", output)
         if (self.output / "summary.json").exists() and not (resume or overwrite):
             raise InputError(
@@ -127,7 +145,8 @@ class CrossValidation:
         self.folds = assign_folds(len(self.cases), folds, first.seed)
 
     def stage_config(self, fold: int, stage: int) -> TrainConfig:
-        """Stage ``stage`` of fold ``fold``: its own run folder, starting from the fold's previous stage."""
+        """Stage ``stage`` of fold ``fold``: its own run folder, starting from the fold's previous stage, aligning
+        with the fold's gland model."""
         folder = self.output / f"fold{fold}" / f"stage{stage}"
         previous = self.output / f"fold{fold}" / f"stage{stage - 1}" / "model.pt"
         return replace(
@@ -135,9 +154,30 @@ class CrossValidation:
             output_dir=str(folder),
             file_model_save=str(folder / "model.pt"),
             initial_model=str(previous) if stage > 0 else self.stages[stage].initial_model,
+            gland_model=str(self.gland_model(fold)) if self.glands else self.stages[stage].gland_model,
             data_dir="",
             **{key: "" for key in FOLDER_KEYS.values()},
         ).validate()
+
+    def gland_model(self, fold: int) -> Path:
+        return self.output / f"fold{fold}" / "glands" / "model.pt"
+
+    def train_glands(self, fold: int, device: str = "auto") -> Path:
+        """The gland segmentation model of fold ``fold``, trained on the other folds' cases (kept when finished)."""
+        from .gland_training import GlandTrainer
+
+        model = self.gland_model(fold)
+        folder = model.parent
+        if (folder / DONE_NAME).is_file() and not self.overwrite:
+            self.log(f"fold {fold} glands: finished earlier ({model})")
+            return model
+        training_cases = [self.cases[i] for k, idx in enumerate(self.folds) if k != fold for i in idx]
+        self.log(f"fold {fold} glands: training on {len(training_cases)} cases into {folder}")
+        folder.mkdir(parents=True, exist_ok=True)
+        GlandTrainer(training_cases, model, self.gland_settings, device, self.stages[0].data_dir).run()
+        with atomic_output(folder / DONE_NAME) as temporary:
+            temporary.write_text(json.dumps({"model": str(model)}) + "\n")
+        return model
 
     def train_fold(self, fold: int) -> Path:
         """Every stage of fold ``fold`` on the other folds' cases (finished stages kept); the final model."""
@@ -160,22 +200,27 @@ class CrossValidation:
 
     def run(self, device: str = "auto") -> dict:
         """Train and evaluate every fold; write the pooled tables and ``summary.json``; returns the summary."""
-        from .evaluation import METRIC_COLUMNS, evaluate_cases, write_metrics_csv
+        from .evaluation import evaluate_cases, metric_columns, quality_ranking, write_metrics_csv
         from .registration import Registrar
 
         rows, per_fold = [], []
         for fold, held_out in enumerate(self.folds):
+            gland_model = self.train_glands(fold, device) if self.glands else False
             model = self.train_fold(fold)
             cases = [self.cases[i] for i in held_out]
+            registrar = Registrar(model, device, gland_model=gland_model)
             _, fold_rows = evaluate_cases(
-                Registrar(model, device), cases, self.output / f"fold{fold}" / "held_out", pictures=False, log=self.log
+                registrar, cases, self.output / f"fold{fold}" / "held_out", pictures=False, log=self.log
             )
             rows += [{**row, "fold": fold} for row in fold_rows]
             per_fold.append({"fold": fold, "cases": [case.name for case in cases], **pooled_summary(fold_rows)})
-        write_metrics_csv(rows, self.output / "metrics.csv", [*METRIC_COLUMNS, "fold"])
+        write_metrics_csv(rows, self.output / "metrics.csv", [*metric_columns(rows), "fold"])
         table = per_case_rows(rows)
         write_metrics_csv(table, self.output / "per_case.csv", list(table[0]))
         summary = {"folds": len(self.folds), **pooled_summary(rows), "per_fold": per_fold}
+        if self.glands:
+            threshold = float(np.quantile([row["quality_dice"] for row in table], QUALITY_FLAG_FRACTION))
+            summary["quality"] = {"dice_threshold": threshold, **quality_ranking(rows, threshold)}
         with atomic_output(self.output / "summary.json") as temporary:
             temporary.write_text(json.dumps(summary, indent=2) + "\n")
         return summary

@@ -17,6 +17,8 @@ from .registration import Registrar, RegistrationResult
 from .spatial import resample_volume
 
 METRIC_COLUMNS = "case landmark dice_before dice_after tre_mm_before tre_mm_after folding runtime_s".split()
+# with a gland model: the predicted glands against the true ones (landmark 0), per case
+GLAND_COLUMNS = "gland_dice_mr gland_dice_us gland_centroid_mm_mr gland_centroid_mm_us".split()
 
 
 @dataclass
@@ -36,6 +38,9 @@ def evaluate_case(
     before = [resample_volume(label, fixed.shape, fixed.ijk_to_ras, result.initial) for label in case.moving_labels]
     after = [result.warp(label) for label in case.moving_labels]
     fold = folding(result.displacement)
+    extra = {}
+    if result.quality is not None:
+        extra = {**result.quality.row(), **gland_accuracy(result.glands, case)}
     rows = []
     for n, (b, a, target) in enumerate(zip(before, after, case.fixed_labels)):
         rows.append(
@@ -48,9 +53,44 @@ def evaluate_case(
                 "tre_mm_after": tre_mm(a, target),
                 "folding": fold,
                 "runtime_s": result.runtime_s,
+                **extra,
             }
         )
     return CaseEvaluation(rows, result, before, after)
+
+
+def gland_accuracy(glands: tuple, case: Case) -> dict:
+    """The predicted (MR, US) glands against the case's gland labels: Dice and centroid distance (mm), per modality."""
+    measures = {}
+    for gland, truth, modality in zip(glands, (case.moving_labels[0], case.fixed_labels[0]), ("mr", "us")):
+        on_grid = resample_volume(truth, gland.probability.shape, gland.probability.ijk_to_ras)
+        measures[f"gland_dice_{modality}"] = dice(gland.probability.array, on_grid.array)
+        measures[f"gland_centroid_mm_{modality}"] = tre_mm(gland.probability, truth)
+    return measures
+
+
+def quality_ranking(rows: list[dict], threshold: float | None = None) -> dict:
+    """How well the quality score ranks the true error, over cases: Spearman correlations of the quality Dice and
+    of the quality centroid distance with the case's median landmark TRE, and, with a threshold, the median TRE of
+    the flagged and the other cases."""
+    from .crossval import per_case_rows
+    from .metrics import spearman
+
+    table = [row for row in per_case_rows(rows) if row.get("quality_dice") is not None]
+    if not table:
+        return {}
+    tre = [row["tre_mm_after"] for row in table]
+    ranking = {
+        "spearman_quality_dice_vs_tre": spearman([row["quality_dice"] for row in table], tre),
+        "spearman_quality_centroid_vs_tre": spearman([row["quality_centroid_mm"] for row in table], tre),
+    }
+    if threshold is not None:
+        flagged = [row["quality_dice"] < threshold for row in table]
+        for name, keep in (("flagged", True), ("unflagged", False)):
+            values = [t for t, f in zip(tre, flagged) if f == keep]
+            ranking[f"n_{name}"] = len(values)
+            ranking[f"tre_mm_median_{name}"] = float(np.median(values)) if values else float("nan")
+    return ranking
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -68,10 +108,19 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-def write_metrics_csv(rows: list[dict], path: Path, columns=METRIC_COLUMNS) -> None:
-    """``rows`` as CSV (floats to 6 significant digits), written atomically."""
+def metric_columns(rows: list[dict]) -> list[str]:
+    """The CSV columns of evaluation rows: the metrics, then the quality and gland columns when they are there."""
+    from .quality import QUALITY_COLUMNS
+
+    present = set(rows[0]) if rows else set()
+    return METRIC_COLUMNS + [c for c in (*QUALITY_COLUMNS, *GLAND_COLUMNS) if c in present]
+
+
+def write_metrics_csv(rows: list[dict], path: Path, columns=None) -> None:
+    """``rows`` as CSV (floats to 6 significant digits; ``columns`` default: :func:`metric_columns`), written
+    atomically."""
     buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns))
+    writer = csv.DictWriter(buffer, fieldnames=list(columns or metric_columns(rows)))
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -104,8 +153,10 @@ def evaluate_cases(
         evaluation = evaluate_case(registrar, case, alignment, passes)
         rows += evaluation.rows
         gland = evaluation.rows[0]
+        quality = evaluation.result.quality
         log(
             f"{case.name}: gland Dice {gland['dice_before']:.3f} -> {gland['dice_after']:.3f}, runtime {gland['runtime_s']:.2f} s"
+            + (f"; {quality.text()}" if quality else "")
         )
         if pictures:
             case_figure(
@@ -116,6 +167,8 @@ def evaluate_cases(
                 output_dir / f"{case.name}.png",
             )
     summary = summarise(rows)
+    threshold = registrar.glands.header.get("quality_dice_threshold") if registrar.glands else None
+    summary.update(quality_ranking(rows, threshold))
     write_metrics_csv(rows, output_dir / "metrics.csv")
     write_summary(summary, output_dir / "summary.json")
     return summary, rows

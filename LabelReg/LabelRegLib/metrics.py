@@ -36,6 +36,25 @@ def tre_mm(label_a: Volume, label_b: Volume) -> float:
     return float(np.linalg.norm(centroid_ras(label_a) - centroid_ras(label_b)))
 
 
+def spearman(a, b) -> float:
+    """Spearman's rank correlation of two sequences (ties get their average rank; NaN pairs dropped)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:  # too few, or a constant: no ranking
+        return float("nan")
+
+    def ranks(x: np.ndarray) -> np.ndarray:
+        order = np.argsort(x, kind="stable")
+        rank = np.empty(len(x))
+        rank[order] = np.arange(len(x), dtype=float)
+        values, counts = np.unique(x, return_counts=True)
+        for value in values[counts > 1]:  # tied values share their mean rank
+            rank[x == value] = rank[x == value].mean()
+        return rank
+
+    return float(np.corrcoef(ranks(a[keep]), ranks(b[keep]))[0, 1])
+
+
 def folding(displacement_ras: Volume) -> float:
     """Fraction of voxels where ``x -> x + u(x)`` has Jacobian determinant <= 0.
 

@@ -81,11 +81,17 @@ class LoadedModel:
 
 
 def build_from_header(header: dict):
-    """The (untrained) network an architecture header describes, with the input size it was trained at."""
+    """The (untrained) network an architecture header describes, with the input size it was trained at: a
+    registration network, or a gland segmentation network (:mod:`.glands`)."""
+    from .config import GLAND_NETWORK_TYPE
+    from .glands import GlandNet
     from .networks import build_network
 
     architecture = dict(header["architecture"])
-    network = build_network(architecture.pop("network_type"), **architecture)
+    network_type = architecture.pop("network_type")
+    network = (
+        GlandNet(**architecture) if network_type == GLAND_NETWORK_TYPE else build_network(network_type, **architecture)
+    )
     if header.get("training_input_shape_kji"):  # absent in files written before LabelReg recorded it
         network.min_input_shape = tuple(int(n) for n in header["training_input_shape_kji"])
     return network
@@ -116,18 +122,22 @@ def check_header(header: dict, path: str | Path) -> dict:
     architecture outside the settings' ranges, an absurd number of passes, size or spacing)."""
     from dataclasses import fields
 
-    from .config import TrainConfig, setting_problem
+    from .config import GLAND_NETWORK_TYPE, TrainConfig, setting_problem
 
     schema = {f.name: f for f in fields(TrainConfig)}
     architecture = header.get("architecture")
     if not isinstance(architecture, dict) or "network_type" not in architecture:
         raise ModelFileError(path, "has no architecture in its header")
+    gland_model = architecture["network_type"] == GLAND_NETWORK_TYPE
+    allowed = (
+        ("num_channel_initial", "norm")
+        if gland_model
+        else ("network_type", "num_channel_initial", "ddf_levels", "norm")
+    )
     for key, value in architecture.items():
-        problem = (
-            setting_problem(value, schema[key])
-            if key in ("network_type", "num_channel_initial", "ddf_levels", "norm")
-            else "unknown"
-        )
+        if gland_model and key == "network_type":
+            continue
+        problem = setting_problem(value, schema[key]) if key in allowed else "unknown"
         if problem:
             raise ModelFileError(path, f"header architecture {key} = {value!r}: {problem}")
     checks = {

@@ -136,18 +136,29 @@ def grid_transform_displacement(transform_node) -> Volume:
 def add_phantom_nodes(scene, pair, prefix: str = "") -> tuple:
     """A phantom pair in ``scene`` as Slicer users have theirs: ``(MR volume, US volume, MR gland segmentation)``
     (for the self-test, the tests and the pictures)."""
-    import slicer
 
     moving = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{prefix}MR")
     fixed = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{prefix}US")
     update_volume_node(moving, pair.moving_image)
     update_volume_node(fixed, pair.fixed_image)
-    gland = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{prefix}MR gland labelmap")
-    update_volume_node(gland, pair.moving_labels[0].with_array(pair.moving_labels[0].array.astype(np.uint8)))
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{prefix}MR gland")
-    slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(gland, segmentation)
-    scene.RemoveNode(gland)
+    set_segments_from_labelmap(scene, segmentation, pair.moving_labels[0], "gland")
     return moving, fixed, segmentation
+
+
+def set_segments_from_labelmap(scene, segmentation_node, label: Volume, segment_name: str) -> None:
+    """Replace the segments of ``segmentation_node`` by the voxels of ``label`` above 0.5 (one segment named
+    ``segment_name``; ``label`` in the node's own RAS), through a scratch labelmap node that is removed again."""
+    import slicer
+
+    scratch = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", segment_name)
+    try:
+        update_volume_node(scratch, label.with_array((label.array > 0.5).astype(np.uint8)))
+        segmentation_node.GetSegmentation().RemoveAllSegments()
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(scratch, segmentation_node):
+            raise RuntimeError(f"Importing '{segment_name}' into '{segmentation_node.GetName()}' failed")
+    finally:
+        scene.RemoveNode(scratch)
 
 
 def node_ids(scene) -> set:

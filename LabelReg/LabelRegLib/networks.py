@@ -23,7 +23,7 @@ DEPTH = 4  # number of 2x down-samplings
 PAD_MULTIPLE = 2**DEPTH
 
 
-def _pad_centred(x: torch.Tensor, min_shape: tuple | None = None) -> tuple[torch.Tensor, list[slice]]:
+def pad_centred(x: torch.Tensor, min_shape: tuple | None = None) -> tuple[torch.Tensor, list[slice]]:
     """Zero-pad the spatial dims, centred, to at least ``min_shape`` (k, j, i) and then to a multiple
     of 16; return the crop that undoes it."""
     pads, crop = [], []
@@ -47,7 +47,7 @@ class RegistrationNet(nn.Module):
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         moving = resize(moving, fixed.shape[2:])
-        x, crop = _pad_centred(torch.cat([moving, fixed], dim=1), self.min_input_shape)
+        x, crop = pad_centred(torch.cat([moving, fixed], dim=1), self.min_input_shape)
         ddf = self.predict_ddf(x)
         return ddf[(slice(None), slice(None), *crop)]
 

@@ -4,7 +4,8 @@ Every column is named like the option it stands for (``output_transform`` is
 ``--output-transform``); ``moving`` and ``fixed`` are required. The command line
 reads ``moving_label`` and writes ``warped_image`` and ``warped_label``; the
 batch script, which runs in Slicer, reads ``segmentation`` (``.seg.nrrd``) and
-writes ``output_segmentation`` and ``output_labelmap``. A column the tool does
+writes ``output_segmentation`` and ``output_labelmap``; ``moving_gland`` and
+``fixed_gland`` receive the predicted glands (``--output-glands``). A column the tool does
 not handle is refused, not ignored. Row numbers are the file's line numbers.
 """
 
@@ -31,8 +32,19 @@ OUTPUT_COLUMNS = {
     "warped_label": ("--warped-label", VOLUME_SUFFIXES),
     "output_segmentation": ("--output-segmentation", (".seg.nrrd",)),
     "output_labelmap": ("--output-labelmap", VOLUME_SUFFIXES),
+    "moving_gland": ("--output-glands (moving)", VOLUME_SUFFIXES),
+    "fixed_gland": ("--output-glands (fixed)", VOLUME_SUFFIXES),
 }
-COMMAND_LINE_COLUMNS = ("moving", "fixed", "moving_label", "output_transform", "warped_image", "warped_label")
+COMMAND_LINE_COLUMNS = (
+    "moving",
+    "fixed",
+    "moving_label",
+    "output_transform",
+    "warped_image",
+    "warped_label",
+    "moving_gland",
+    "fixed_gland",
+)
 BATCH_COLUMNS = ("moving", "fixed", "segmentation", "output_transform", "output_segmentation", "output_labelmap")
 
 

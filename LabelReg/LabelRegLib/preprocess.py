@@ -56,10 +56,12 @@ def prepare_pair(
     working_spacing_mm: float | None = None,
     alignment: str = "centers",
     normalisation: dict | None = None,
+    initial: np.ndarray | None = None,
 ) -> WorkingPair:
-    """Resample and normalise one pair (and its labels) for the network."""
+    """Resample and normalise one pair (and its labels) for the network. ``initial``: a fixed RAS -> moving RAS
+    4x4 matrix computed elsewhere (the ``glands`` alignment), used instead of ``alignment``."""
     shape, matrix = working_geometry(fixed, working_spacing_mm)
-    initial = initial_alignment(moving, fixed, alignment)
+    initial = initial_alignment(moving, fixed, alignment) if initial is None else initial
     on_fixed_grid = shape == fixed.shape and np.allclose(matrix, fixed.ijk_to_ras)
 
     def moving_on_grid(volume: Volume) -> np.ndarray:

@@ -32,6 +32,9 @@ class RegistrationResult:
     device: str
     # what the registration warned of (e.g. a US larger than the training volumes)
     warnings: list = field(default_factory=list)
+    quality: object = None  # quality.Quality: the registration's self-check (None without a gland model)
+    glands: tuple = ()  # the predicted (MR, US) glands (glands.Gland), when a gland model ran
+    stage_s: dict = field(default_factory=dict)  # seconds per stage: segmentation, alignment, network, composition
 
     def warp(self, moving: Volume) -> Volume:
         """``moving`` (an image or a label) resampled onto the fixed grid through the registration."""
@@ -52,19 +55,32 @@ def warp_volume(moving: Volume, displacement: Volume, interpolation: str = "line
 class Registrar:
     """A loaded model on a device; :meth:`register` maps a moving MR onto a fixed US."""
 
-    def __init__(self, model_path: str | Path | None = None, device: str = "auto", mirror_axes: str = ""):
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        device: str = "auto",
+        mirror_axes: str = "",
+        gland_model: str | Path | None | bool = None,
+    ):
         """``mirror_axes``: working-grid axes (letters ``i``, ``j``, ``k``) along which the pair is also registered
-        mirrored, the fields averaged (test-time augmentation; see :func:`mirrored_prediction`)."""
+        mirrored, the fields averaged (test-time augmentation; see :func:`mirrored_prediction`). ``gland_model``:
+        the gland segmentation model of the ``glands`` alignment and of the quality score (None: the bundled one,
+        when it is there; False: none, so no quality score)."""
         import torch
 
         from .device import select_device
+        from .errors import ModelFileError
+        from .networks import RegistrationNet
 
         if set(mirror_axes) - set("ijk"):
             raise InputError("--mirror", f"'{mirror_axes}': give working-grid axes among i, j, k")
         self.device = select_device(device)
         self.model: LoadedModel = load_model(model_path, self.device)
+        if not isinstance(self.model.network, RegistrationNet):
+            raise ModelFileError(self.model.path, "is a gland segmentation model, not a registration model")
         self.network = self.model.network.to(memory_format=torch.channels_last_3d)
         self.mirror_axes = mirror_axes
+        self.glands = load_gland_segmenter(gland_model, self.device)
 
     @property
     def header(self) -> dict:
@@ -105,16 +121,37 @@ class Registrar:
         from .spatial import ddf_voxel_to_ras, warp
 
         self.check_inputs(moving, fixed)
-        started = time.perf_counter()
+        started = clock = time.perf_counter()
         header = self.model.header
+        alignment = alignment or header.get("initial_alignment", "centers")
+        stage_s, glands, initial, messages = {}, (), None, []
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            stage_s[stage] = time.perf_counter() - clock
+            clock = time.perf_counter()
+
+        if self.glands is not None:
+            glands = self.glands.segment_pair(moving, fixed)
+            lap("segmentation")
+        if alignment == "glands":
+            from .gland_alignment import glands_initial
+
+            if not glands:
+                raise InputError("initial alignment 'glands'", "needs a gland model, and none is loaded")
+            transform = header.get("training", {}).get("gland_transform", "rigid")
+            initial, found = glands_initial(moving, fixed, *glands, transform)
+            messages += found
+            lap("alignment")
         pair = prepare_pair(
             moving,
             fixed,
             working_spacing_mm=header.get("working_spacing_mm"),
-            alignment=alignment or header.get("initial_alignment", "centers"),
+            alignment=alignment,
             normalisation=header.get("intensity_normalisation"),
+            initial=initial,
         )
-        messages = []
+        lap("resampling")
         trained_at = self.network.min_input_shape  # from the header's training_input_shape_kji
         if trained_at and any(n > m for n, m in zip(pair.shape, trained_at)):
             # smaller grids are padded to the training size (networks.py); a larger one is outside what the model
@@ -124,9 +161,6 @@ class Registrar:
                 f"spacing, larger than the {'x'.join(map(str, trained_at))} the model was trained at; the registration may be poor "
                 "(retrain or fine-tune on volumes like it)"
             )
-        if warn:
-            for message in messages:
-                warnings.warn(message, stacklevel=2)
         layout = {"device": self.device, "memory_format": torch.channels_last_3d}
         passes = int(passes or header.get("inference_passes", 1))
         with torch.no_grad():
@@ -139,18 +173,49 @@ class Registrar:
                 step = mirrored_prediction(self.network, warped, fixed_t, self.mirror_axes)
                 ddf = step + warp(ddf, step)
             ddf = ddf[0].double().cpu()
+        lap("network")
         field_ras = np.moveaxis(ddf_voxel_to_ras(ddf, pair.ijk_to_ras).numpy(), 0, -1)  # [K, J, I, 3], working grid
         on_fixed_grid = pair.shape == fixed.shape and np.allclose(pair.ijk_to_ras, fixed.ijk_to_ras)
         if not on_fixed_grid:  # the network ran at the model's working spacing: interpolate the field to the fixed grid
             field_ras = resample_volume(Volume(field_ras, pair.ijk_to_ras), fixed.shape, fixed.ijk_to_ras).array
-        displacement = compose_with_initial(field_ras.astype(np.float64), fixed, pair.initial)
+        displacement = Volume(
+            compose_with_initial(field_ras.astype(np.float64), fixed, pair.initial).astype(np.float32),
+            fixed.ijk_to_ras.copy(),
+            f"{moving.name}_to_{fixed.name}",
+        )
+        lap("composition")
+        quality = None
+        if glands:
+            from .quality import quality_score
+
+            quality = quality_score(*glands, displacement, self.glands.header.get("quality_dice_threshold"))
+            if quality.flagged:
+                messages.append(f"{moving.name} -> {fixed.name}: {quality.text()}")
+            lap("quality")
+        if warn:
+            for message in messages:
+                warnings.warn(message, stacklevel=2)
         return RegistrationResult(
-            Volume(displacement.astype(np.float32), fixed.ijk_to_ras.copy(), f"{moving.name}_to_{fixed.name}"),
+            displacement,
             pair.initial,
             time.perf_counter() - started,
             str(self.device),
             messages,
+            quality,
+            glands,
+            stage_s,
         )
+
+
+def load_gland_segmenter(gland_model: str | Path | None | bool, device):
+    """The gland segmenter a :class:`Registrar` uses: ``gland_model`` loaded; the bundled one for None when it
+    is there (else none); none for False."""
+    from .glands import DEFAULT_GLAND_MODEL_NAME, GlandSegmenter
+    from .model_file import MODELS_DIR
+
+    if gland_model is False or (gland_model is None and not (MODELS_DIR / DEFAULT_GLAND_MODEL_NAME).is_file()):
+        return None
+    return GlandSegmenter(gland_model or None, device)
 
 
 def mirrored_prediction(network, moving, fixed, axes: str = ""):

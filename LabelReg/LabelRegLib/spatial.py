@@ -149,11 +149,14 @@ def initial_alignment(moving: Volume, fixed: Volume, mode: str = "centers") -> n
     ``physical``: identity (the headers, and any parent transform already folded
     into the moving geometry, are trusted). ``centers``: a translation that puts
     the centre of the fixed field of view on the centre of the moving one.
+    (``glands`` needs the images' content: :func:`.gland_alignment.glands_initial`.)
     """
     mode = mode.lower()
     matrix = np.eye(4)
     if mode == "centers":
         matrix[:3, 3] = moving.center_ras - fixed.center_ras
+    elif mode == "glands":
+        raise ValueError("the glands alignment needs a gland model: gland_alignment.glands_initial")
     elif mode != "physical":
         raise ValueError(f"Unknown initial alignment '{mode}'; choose one of {', '.join(ALIGNMENT_MODES)}.")
     return matrix

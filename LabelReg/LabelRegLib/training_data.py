@@ -50,6 +50,7 @@ class TrainingData:
                 Case(p.name, p.moving_image, p.fixed_image, p.moving_labels, p.fixed_labels) for p in phantoms
             ]
         self.cases = cases
+        initials = glands_initials(cases, c) if c.initial_alignment == "glands" else [None] * len(cases)
         self.pairs: list[WorkingPair] = [
             prepare_pair(
                 case.moving_image,
@@ -58,8 +59,9 @@ class TrainingData:
                 case.fixed_labels,
                 c.working_spacing or None,
                 c.initial_alignment,
+                initial=initial,
             )
-            for case in cases
+            for case, initial in zip(cases, initials)
         ]
         self.train_shape = tuple(int(n) for n in np.max([self.pairs[i].shape for i in self.train_idx], axis=0))
         shape = self.train_shape
@@ -103,6 +105,19 @@ class TrainingData:
             moving = affine_warp(moving, augmentation["thetas"][0][None])
             fixed = affine_warp(fixed, augmentation["thetas"][1][None])
         return moving, fixed
+
+
+def glands_initials(cases: list[Case], config: TrainConfig) -> list[np.ndarray]:
+    """The ``glands`` initial alignment of every case, from the predicted glands (as registration will see them)."""
+    from .gland_alignment import glands_initial
+    from .glands import GlandSegmenter
+
+    segmenter = GlandSegmenter(config.gland_model or None, "cpu")
+    initials = []
+    for case in cases:
+        glands = segmenter.segment_pair(case.moving_image, case.fixed_image)
+        initials.append(glands_initial(case.moving_image, case.fixed_image, *glands, config.gland_transform)[0])
+    return initials
 
 
 class EpochSampler:

@@ -5,7 +5,10 @@
 
 1. Registration time per pair with the model loaded (median of --repeats), at the
    example data's size and at a clinical size (US 81x118x88 at 0.8 mm, MR
-   120x128x128 at 0.8 mm), model-load time, and peak memory (max RSS).
+   120x128x128 at 0.8 mm), model-load time, and peak memory (max RSS); then the
+   time of each stage (gland segmentation, alignment, resampling, network,
+   composition, quality score) at the example size, with the model's own
+   initial alignment and with the glands alignment.
 2. The network's forward time against MONAI's LocalNet of equal width and levels on
    the same input (MONAI is installed for this benchmark only: pip install monai).
 3. Live mode in the LabelReg module's logic (on slicer-core's MRML, a real worker
@@ -91,6 +94,29 @@ def speed_table(model, data, repeats):
         f"Registration time per pair, model loaded, device {registrar.device}", ["case", "time", "", "peak RSS"], rows
     )
     return registrar
+
+
+def stage_table(registrar, data, repeats):
+    """Seconds per stage of one registration at the example size (medians of ``repeats``), with the model's own
+    initial alignment and with the glands alignment."""
+    example, label = example_pair(data)
+    columns = ["segmentation", "alignment", "resampling", "network", "composition", "quality"]
+    rows = []
+    alignments = [None, "glands"] if registrar.glands is not None else [None]
+    for alignment in alignments:
+        registrar.register(*example, alignment, warn=False)  # warm-up
+        results = [registrar.register(*example, alignment, warn=False) for _ in range(repeats)]
+        name = alignment or registrar.header.get("initial_alignment", "centers")
+        for stage in columns:
+            values = [r.stage_s[stage] for r in results if stage in r.stage_s]
+            if values:
+                rows.append((f"{name}: {stage}", f"{1000 * statistics.median(values):.0f} ms"))
+        rows.append((f"{name}: total", f"{1000 * statistics.median(r.runtime_s for r in results):.0f} ms"))
+    print_table(
+        f"Time per stage, {label}, model loaded, device {registrar.device} (median of {repeats})",
+        ["stage", "time"],
+        rows,
+    )
 
 
 def monai_table(registrar, repeats):

@@ -1,0 +1,158 @@
+"""Gland segmentation: where the prostate is in an MR or a TRUS volume, from the image alone.
+
+One small U-Net (the LocalNet's encoder and up-sampling blocks, a one-channel
+logit head) serves both modalities: a second input channel holds the modality
+(0 MR, 1 US). It runs on a coarse grid over the volume's own field of view
+(the model header's ``working_spacing_mm``), intensities normalised as the
+registration's are. Its output is what the ``glands`` initial alignment
+(:mod:`.gland_alignment`) aligns and what the quality score
+(:mod:`.quality`) compares; it never replaces the user's own segmentations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .config import GLAND_NETWORK_TYPE  # the allowed values are defined with the settings
+from .layers import UpResBlock
+from .networks import DEPTH, Encoder, pad_centred
+from .volume import Volume
+
+MODALITIES = {"mr": 0.0, "us": 1.0}  # the value of the modality channel
+DEFAULT_GLAND_MODEL_NAME = "labelreg_glands.pt"
+
+
+class GlandNet(nn.Module):
+    """Gland logits ``[B, 1, K, J, I]`` from images ``[B, 1, K, J, I]`` and their modalities ``[B]`` (0 MR, 1 US)."""
+
+    network_type = GLAND_NETWORK_TYPE
+    min_input_shape: tuple | None = None  # the training canvas (k, j, i): smaller inputs are padded to it
+
+    def __init__(self, num_channel_initial: int = 8, norm: str = "instance"):
+        super().__init__()
+        self.encoder = Encoder(2, num_channel_initial, norm)
+        nc = self.encoder.channels
+        self.up = nn.ModuleList(UpResBlock(nc[level + 1], nc[level], norm) for level in range(DEPTH - 1, -1, -1))
+        self.head = nn.Conv3d(nc[0], 1, 3, padding=1)
+
+    def forward(self, image: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
+        flag = modality.to(image.dtype).view(-1, 1, 1, 1, 1).expand_as(image)
+        x, crop = pad_centred(torch.cat([image, flag], dim=1), self.min_input_shape)
+        h, skips = self.encoder(x)
+        for block, skip in zip(self.up, reversed(skips)):
+            h = block(h, skip)
+        return self.head(h)[(slice(None), slice(None), *crop)]
+
+
+@dataclass
+class Gland:
+    """A predicted gland: its probability (0..1) on the segmentation grid of one volume, largest component only."""
+
+    probability: Volume
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.probability.array > 0.5
+
+    @property
+    def found(self) -> bool:
+        return bool(self.mask.any())
+
+    @property
+    def volume_ml(self) -> float:
+        return float(self.mask.sum() * abs(np.linalg.det(self.probability.ijk_to_ras[:3, :3])) / 1000.0)
+
+    @property
+    def centroid_ras(self) -> np.ndarray:
+        """Centre of the gland, RAS mm (NaN when no gland was found)."""
+        from .metrics import centroid_ras
+
+        return centroid_ras(self.probability)
+
+
+def pad_centred_array(array: np.ndarray, shape_kji) -> tuple[np.ndarray, tuple]:
+    """``array`` zero-padded, centred, to ``shape_kji``; and the slices that crop it back."""
+    before = [(n - s) // 2 for s, n in zip(array.shape, shape_kji)]
+    padded = np.pad(array, [(b, n - s - b) for b, s, n in zip(before, array.shape, shape_kji)])
+    return padded, tuple(slice(b, b + s) for b, s in zip(before, array.shape))
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of a boolean mask (empty stays empty). SimpleITK's connected components:
+    the dependency is already there for file formats."""
+    import SimpleITK as sitk
+
+    if not mask.any():
+        return mask
+    labels = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True))
+    return sitk.GetArrayFromImage(labels) == 1
+
+
+def segmentation_grid(volume: Volume, spacing_mm: float) -> Volume:
+    """The volume resampled onto its segmentation grid: its own field of view at ``spacing_mm``."""
+    from .spatial import resample_volume
+    from .volume import resampled_geometry
+
+    return resample_volume(volume, *resampled_geometry(volume.shape, volume.ijk_to_ras, spacing_mm))
+
+
+def gland_grid_input(volume: Volume, spacing_mm: float, normalisation: dict | None = None) -> Volume:
+    """The network's input: the volume on its segmentation grid, intensities normalised."""
+    from .preprocess import normalise_intensity
+
+    resampled = segmentation_grid(volume, spacing_mm)
+    return resampled.with_array(normalise_intensity(resampled.array, normalisation))
+
+
+class GlandSegmenter:
+    """A loaded gland model on a device; :meth:`segment` finds the gland of an MR or a US volume."""
+
+    def __init__(self, model_path: str | Path | None = None, device="auto"):
+        from .device import select_device
+        from .errors import ModelFileError
+        from .model_file import MODELS_DIR, load_model
+
+        self.device = device if isinstance(device, torch.device) else select_device(device)
+        path = Path(model_path) if model_path else MODELS_DIR / DEFAULT_GLAND_MODEL_NAME
+        self.model = load_model(path, self.device)
+        if not isinstance(self.model.network, GlandNet):
+            raise ModelFileError(path, "is a registration model, not a gland segmentation model")
+        self.spacing_mm = float(self.model.header["working_spacing_mm"])
+
+    @property
+    def header(self) -> dict:
+        return self.model.header
+
+    def segment(self, volume: Volume, modality: str) -> Gland:
+        """The gland of ``volume`` (``modality``: ``mr`` or ``us``) on its segmentation grid."""
+        return self.segment_all([(volume, modality)])[0]
+
+    def segment_pair(self, moving: Volume, fixed: Volume) -> tuple[Gland, Gland]:
+        """The glands of an MR and a US, in one batch."""
+        return tuple(self.segment_all([(moving, "mr"), (fixed, "us")]))
+
+    def segment_all(self, volumes: list[tuple[Volume, str]]) -> list[Gland]:
+        """The glands of ``(volume, modality)`` items, run as one batch: each grid zero-padded, centred, to the
+        largest (as in training, where every image sits in one canvas). A batch of several also takes PyTorch's
+        fast (oneDNN) convolutions on the CPU, which a single small volume does not (measured: an MR and a US
+        together in 0.21 s, one alone in 0.38 s, on one core)."""
+        grids = [
+            gland_grid_input(v, self.spacing_mm, self.model.header.get("intensity_normalisation")) for v, _ in volumes
+        ]
+        shape = np.max([g.shape for g in grids], axis=0)
+        padded = [pad_centred_array(g.array, shape) for g in grids]
+        with torch.no_grad():
+            images = torch.as_tensor(np.stack([array for array, _ in padded]))[:, None].to(self.device)
+            modalities = torch.tensor([MODALITIES[modality] for _, modality in volumes], device=self.device)
+            probabilities = torch.sigmoid(self.model.network(images, modalities))[:, 0].cpu().numpy()
+        glands = []
+        for probability, (_, crop), grid, (volume, _) in zip(probabilities, padded, grids, volumes):
+            probability = probability[crop]
+            probability = probability * largest_component(probability > 0.5)
+            glands.append(Gland(grid.with_array(probability.astype(np.float32), f"{volume.name}_gland")))
+        return glands

@@ -1,0 +1,85 @@
+"""The glands alignment, cross-validated: how well each start aligns pairs whose gland model never saw them.
+
+    python Testing/Benchmarks/crossval_gland_alignment.py RECIPE.ini --folds K --output CVDIR
+
+reads the fold gland models of a ``labelreg crossval --glands`` folder (``CVDIR/fold<k>/glands/model.pt``,
+trained on the other folds' cases) and, for every held-out case, prints:
+
+1. how well the fold model finds the gland (Dice on its segmentation grid, centroid error in mm), in MR and US;
+2. the start each initial alignment gives (``centers`` and ``glands`` with each transform): median gland Dice
+   and median landmark TRE over the held-out pairs, and the alignment's time per pair (segmentation excluded).
+
+Only the start is measured here (no registration network): which gland transform a recipe should use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "LabelReg"))
+
+
+def main() -> int:
+    from LabelRegLib.config import GLAND_TRANSFORMS, train_config_from_ini
+    from LabelRegLib.crossval import CrossValidation
+    from LabelRegLib.evaluation import gland_accuracy
+    from LabelRegLib.gland_alignment import glands_initial
+    from LabelRegLib.glands import GlandSegmenter
+    from LabelRegLib.metrics import dice, tre_mm
+    from LabelRegLib.spatial import initial_alignment, resample_volume
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe", help="the cross-validated recipe's first stage (.ini): its data and seed")
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--output", required=True, help="the labelreg crossval --glands folder")
+    args = parser.parse_args()
+
+    crossval = CrossValidation([train_config_from_ini(args.recipe)], args.folds, args.output, resume=True)
+    modes = ["centers", *(f"glands {transform}" for transform in GLAND_TRANSFORMS)]
+    starts = {mode: [] for mode in modes}
+    seconds = {mode: [] for mode in modes}
+    accuracy = []
+    for fold, held_out in enumerate(crossval.folds):
+        segmenter = GlandSegmenter(crossval.gland_model(fold), "cpu")
+        for index in held_out:
+            case = crossval.cases[index]
+            moving, fixed = case.moving_image, case.fixed_image
+            glands = segmenter.segment_pair(moving, fixed)
+            accuracy.append(gland_accuracy(glands, case))
+            for mode in modes:
+                started = time.perf_counter()
+                if mode == "centers":
+                    matrix = initial_alignment(moving, fixed, "centers")
+                else:
+                    matrix, _ = glands_initial(moving, fixed, *glands, mode.split()[1])
+                seconds[mode].append(time.perf_counter() - started)
+                moved = [resample_volume(label, fixed.shape, fixed.ijk_to_ras, matrix) for label in case.moving_labels]
+                landmarks = [tre_mm(m, t) for m, t in zip(moved[1:], case.fixed_labels[1:])] or [np.nan]
+                starts[mode].append((dice(moved[0].array, case.fixed_labels[0].array), float(np.median(landmarks))))
+            print(f"fold {fold} {case.name}: " + ", ".join(f"{m} {starts[m][-1][0]:.3f}" for m in modes), flush=True)
+
+    print(f"\nThe fold gland models on their {len(accuracy)} held-out cases (medians)")
+    for modality in ("mr", "us"):
+        print(
+            f"  {modality.upper()}: gland Dice {statistics.median(a[f'gland_dice_{modality}'] for a in accuracy):.3f}, "
+            f"centroid error {statistics.median(a[f'gland_centroid_mm_{modality}'] for a in accuracy):.2f} mm"
+        )
+    print(f"\n{'start':<22}{'gland Dice':>12}{'landmark TRE mm':>17}{'ms per pair':>13}")
+    for mode in modes:
+        values = starts[mode]
+        print(
+            f"{mode:<22}{statistics.median(v[0] for v in values):>12.3f}"
+            f"{float(np.nanmedian([v[1] for v in values])):>17.2f}{1000 * statistics.median(seconds[mode]):>13.0f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Gland segmentation, the glands alignment and the quality score (no shared data needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import run_labelreg
+from LabelRegLib.errors import InputError, ModelFileError
+from LabelRegLib.gland_alignment import align_glands
+from LabelRegLib.glands import Gland, GlandSegmenter
+from LabelRegLib.metrics import spearman
+from LabelRegLib.phantom import _rotation, make_phantom_pair
+from LabelRegLib.quality import quality_score
+from LabelRegLib.registration import Registrar
+from LabelRegLib.spatial import resample_volume
+from LabelRegLib.volume import Volume, resampled_geometry
+
+
+def _coarse_gland(label: Volume, spacing_mm: float = 3.5) -> Gland:
+    """A true gland label as a predicted one: on a coarse grid over its field of view (with a margin)."""
+    padded = label.padded(4)
+    return Gland(resample_volume(padded, *resampled_geometry(padded.shape, padded.ijk_to_ras, spacing_mm)))
+
+
+def _rigid(angles_deg, translation_mm, center) -> np.ndarray:
+    matrix = np.eye(4)
+    matrix[:3, :3] = _rotation(np.deg2rad(angles_deg))
+    matrix[:3, 3] = center + np.asarray(translation_mm) - matrix[:3, :3] @ center
+    return matrix
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_the_glands_alignment_recovers_a_known_rotation_and_translation(seed):
+    fixed = _coarse_gland(make_phantom_pair(seed).fixed_labels[0])
+    center = fixed.centroid_ras
+    true = _rigid([6.0, -4.0, 10.0], [7.0, -5.0, 3.0], center)  # fixed RAS -> moving RAS
+    grid = fixed.probability
+    moving = Gland(resample_volume(grid, grid.shape, true @ grid.ijk_to_ras, fixed_to_moving_ras=np.linalg.inv(true)))
+
+    found = align_glands(moving, fixed, "rigid")
+
+    relative = found[:3, :3] @ true[:3, :3].T
+    angle_deg = np.degrees(np.arccos(np.clip((np.trace(relative) - 1) / 2, -1, 1)))
+    assert angle_deg <= 2.0
+    inside = center + np.array([[10.0, 0, 0], [0, 10.0, 0], [0, 0, 10.0], [0, 0, 0]])  # points within the gland
+    errors_mm = np.linalg.norm(
+        inside @ found[:3, :3].T + found[:3, 3] - (inside @ true[:3, :3].T + true[:3, 3]), axis=1
+    )
+    assert errors_mm.max() <= 1.0
+    shift = align_glands(moving, fixed, "translation")
+    assert np.allclose(shift[:3, 3], moving.centroid_ras - center) and np.allclose(shift[:3, :3], np.eye(3))
+
+
+def test_the_quality_score_is_higher_under_the_true_deformation_than_under_a_wrong_one(phantom):
+    moving, fixed = _coarse_gland(phantom.moving_labels[0]), _coarse_gland(phantom.fixed_labels[0])
+    wrong = phantom.true_displacement.with_array(
+        phantom.true_displacement.array + np.array([8.0, -6.0, 5.0], np.float32)
+    )
+
+    right_score = quality_score(moving, fixed, phantom.true_displacement, threshold=0.8)
+    wrong_score = quality_score(moving, fixed, wrong, threshold=0.8)
+
+    assert right_score.dice > 0.9 and right_score.centroid_mm < 1.5
+    assert wrong_score.dice < right_score.dice - 0.2 and wrong_score.centroid_mm > 8.0
+    assert not right_score.flagged and wrong_score.flagged
+    assert "check this registration" in wrong_score.text()
+
+
+def test_a_missing_gland_scores_zero_and_is_flagged(phantom):
+    fixed = _coarse_gland(phantom.fixed_labels[0])
+    empty = Gland(fixed.probability.with_array(np.zeros_like(fixed.probability.array)))
+    score = quality_score(empty, fixed, phantom.true_displacement, threshold=0.5)
+    assert score.dice == 0.0 and np.isnan(score.centroid_mm) and score.flagged
+
+
+def test_spearman_matches_known_values():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ties take their mean rank: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(np.corrcoef([1, 2.5, 2.5, 4], [1, 2, 3, 4])[0, 1])
+    assert np.isnan(spearman([1, 2], [2, 1]))
+
+
+def test_the_gland_model_finds_phantom_glands(gland_model, phantom):
+    segmenter = GlandSegmenter(gland_model, "cpu")
+    for image, label, modality in (
+        (phantom.moving_image, phantom.moving_labels[0], "mr"),
+        (phantom.fixed_image, phantom.fixed_labels[0], "us"),
+    ):
+        gland = segmenter.segment(image, modality)
+        assert gland.found
+        truth = _coarse_gland(label)
+        assert np.linalg.norm(gland.centroid_ras - truth.centroid_ras) < 6.0
+
+
+def test_a_registration_reports_its_quality_and_stage_times(gland_model, tiny_model, phantom):
+    result = Registrar(tiny_model, "cpu", gland_model=gland_model).register(phantom.moving_image, phantom.fixed_image)
+    assert 0.0 <= result.quality.dice <= 1.0 and np.isfinite(result.quality.centroid_mm)
+    assert len(result.glands) == 2
+    assert {"segmentation", "network", "quality"} <= set(result.stage_s)
+    glands = Registrar(tiny_model, "cpu", gland_model=gland_model).register(
+        phantom.moving_image, phantom.fixed_image, "glands"
+    )
+    assert "alignment" in glands.stage_s and not np.allclose(glands.initial, result.initial)
+
+
+def test_the_glands_alignment_without_a_gland_model_is_refused(tiny_model, phantom):
+    registrar = Registrar(tiny_model, "cpu", gland_model=False)
+    assert registrar.register(phantom.moving_image, phantom.fixed_image).quality is None
+    with pytest.raises(InputError, match="glands.*needs a gland model"):
+        registrar.register(phantom.moving_image, phantom.fixed_image, "glands")
+
+
+def test_models_are_not_mixed_up(gland_model, tiny_model):
+    with pytest.raises(ModelFileError, match="is a gland segmentation model, not a registration model"):
+        Registrar(gland_model, "cpu")
+    with pytest.raises(ModelFileError, match="is a registration model, not a gland segmentation model"):
+        GlandSegmenter(tiny_model, "cpu")
+
+
+def test_register_writes_the_glands_and_a_quality_report(gland_model, tiny_model, phantom_folder, tmp_path):
+    case = sorted((phantom_folder / "moving_images").iterdir())[0].name
+    report = tmp_path / "report.csv"
+    done = run_labelreg(
+        "register",
+        "--moving",
+        phantom_folder / "moving_images" / case,
+        "--fixed",
+        phantom_folder / "fixed_images" / case,
+        "--model",
+        tiny_model,
+        "--gland-model",
+        gland_model,
+        "--output-transform",
+        tmp_path / "t.h5",
+        "--output-glands",
+        tmp_path / "glands",
+        "--report",
+        report,
+    )
+    assert done.returncode == 0, done.stderr
+    stem = case.split(".")[0]
+    assert {p.name for p in (tmp_path / "glands").iterdir()} == {f"{stem}_mr_gland.nii.gz", f"{stem}_us_gland.nii.gz"}
+    assert "self-check: predicted glands overlap with Dice" in done.stdout
+    header, row = report.read_text().splitlines()
+    assert header == "moving,fixed,runtime_s,device,quality_dice,quality_centroid_mm,quality_flag"
+    again = run_labelreg(
+        "register",
+        "--moving",
+        phantom_folder / "moving_images" / case,
+        "--fixed",
+        phantom_folder / "fixed_images" / case,
+        "--model",
+        tiny_model,
+        "--gland-model",
+        gland_model,
+        "--output-glands",
+        tmp_path / "glands",
+    )
+    assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
