@@ -453,19 +453,12 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
                 outputTransformNode.SetAttribute(QUALITY_ATTRIBUTES[name], f"{value:.6g}")
             if applyToMoving:
                 movingVolumeNode.SetAndObserveTransformNodeID(outputTransformNode.GetID())
-            self.lastGlandNodes = ()
-            if showGlands and result.glands:
-                parents = (
-                    outputTransformNode.GetID() if applyToMoving else frameID,
-                    fixedVolumeNode.GetTransformNodeID(),
-                )
-                toLocal = (np.linalg.inv(frameToWorld), self._fixedToLocal(fixedVolumeNode))
-                self.lastGlandNodes = tuple(
-                    self._showGland(gland, volumeNode, parentID, matrix)
-                    for gland, volumeNode, parentID, matrix in zip(
-                        result.glands, (movingVolumeNode, fixedVolumeNode), parents, toLocal
-                    )
-                )
+            movingParentID = outputTransformNode.GetID() if applyToMoving else frameID
+            self.lastGlandNodes = (
+                self._showGlands(result, (movingVolumeNode, fixedVolumeNode), frameToWorld, movingParentID)
+                if showGlands
+                else ()
+            )
             self.lastLabelmapNode = self.lastCarriedSegmentationNode = None
             if segmentationNode is not None:
                 self.lastCarriedSegmentationNode = self._carrySegmentation(
@@ -496,14 +489,20 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         )
         logging.info(self.lastStatus)
 
-    @staticmethod
-    def _fixedToLocal(fixedVolumeNode):
-        """The matrix from world RAS to the US node's own RAS (the inverse of its linear parent transforms)."""
+    def _showGlands(self, result, volumeNodes: tuple, movingToWorld, movingParentID) -> tuple:
+        """The predicted (MR, US) glands shown on their volumes: the MR's in the MR's own frame under
+        ``movingParentID``, the US's in the US's frame under the US's parent."""
         import numpy as np
 
         from LabelRegLib.mrml import transform_to_world
 
-        return np.linalg.inv(transform_to_world(fixedVolumeNode.GetParentTransformNode(), _("fixed volume")))
+        movingNode, fixedNode = volumeNodes
+        fixedToWorld = transform_to_world(fixedNode.GetParentTransformNode(), _("fixed volume"))
+        placements = (
+            (movingNode, movingParentID, np.linalg.inv(movingToWorld)),
+            (fixedNode, fixedNode.GetTransformNodeID(), np.linalg.inv(fixedToWorld)),
+        )
+        return tuple(self._showGland(gland, *placement) for gland, placement in zip(result.glands, placements))
 
     @staticmethod
     def _showGland(gland, volumeNode, parentID, worldToLocal):

@@ -33,6 +33,21 @@ def test_the_bundled_model_is_small_and_describes_itself():
     assert header["training_input_shape_kji"] == [26, 38, 28]  # the example US at 2.5 mm
 
 
+def test_every_bundled_model_file_loads_with_the_weights_only_loader_and_all_fit_the_size_budget():
+    from LabelRegLib.glands import DEFAULT_GLAND_MODEL_NAME, GlandNet
+    from LabelRegLib.model_file import load_weights_only
+
+    files = sorted(MODELS_DIR.glob("*.pt"))
+    assert {path.name for path in files} == {default_model_path().name, DEFAULT_GLAND_MODEL_NAME}
+    for path in files:
+        payload = load_weights_only(path, "model file")  # torch.load(weights_only=True): no code can run
+        assert payload["format"] == "labelreg-model"
+    assert sum(path.stat().st_size for path in files) <= 20e6
+    gland_header = read_model_header(MODELS_DIR / DEFAULT_GLAND_MODEL_NAME)
+    assert gland_header["architecture"]["network_type"] == GlandNet.network_type
+    assert 0.0 < gland_header["quality_dice_threshold"] < 1.0, "the flagging threshold chosen by cross-validation"
+
+
 # the committed training recipe, stage by stage (LabelReg/Resources/Models)
 RECIPE = [
     "labelreg_localnet.ini",

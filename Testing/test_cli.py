@@ -149,7 +149,14 @@ def test_evaluate_writes_metrics_summary_and_pictures(phantom_folder, tiny_model
     assert run.returncode == 0, run.stderr
     with open(tmp_path / "eval" / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == "case landmark dice_before dice_after tre_mm_before tre_mm_after folding runtime_s".split()
+    assert (
+        list(rows[0])
+        == (
+            "case landmark dice_before dice_after tre_mm_before tre_mm_after folding runtime_s "
+            "quality_dice quality_centroid_mm quality_flag "  # the self-check of the bundled gland model
+            "gland_dice_mr gland_dice_us gland_centroid_mm_mr gland_centroid_mm_us"  # its glands against the true ones
+        ).split()
+    )
     assert {row["case"] for row in rows} == {"phantom000", "phantom001"}
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     for key in (
@@ -160,6 +167,8 @@ def test_evaluate_writes_metrics_summary_and_pictures(phantom_folder, tiny_model
         "tre_mm_before_median",
         "folding_max",
         "runtime_s_median",
+        "spearman_quality_dice_vs_tre",
+        "spearman_quality_centroid_vs_tre",
     ):
         assert key in summary
     assert summary["n_pairs"] == 2

@@ -92,7 +92,7 @@ def test_a_two_stage_recipe_is_cross_validated_by_case_and_resumes(phantom_folde
 @pytest.mark.slow
 def test_a_glands_recipe_trains_a_gland_model_per_fold_and_scores_the_held_out_pairs(phantom_folder, tmp_path):
     from LabelRegLib.crossval import CrossValidation
-    from LabelRegLib.gland_training import GlandSettings
+    from LabelRegLib.config import GlandSettings
     from LabelRegLib.model_file import read_model_header
 
     recipe = tmp_path / "recipe.ini"

@@ -159,3 +159,22 @@ def test_register_writes_the_glands_and_a_quality_report(gland_model, tiny_model
         tmp_path / "glands",
     )
     assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
+
+
+def test_the_glands_alignment_rescues_a_pair_whose_volume_centres_are_far_apart(gland_model):
+    from LabelRegLib.gland_alignment import glands_initial
+    from LabelRegLib.metrics import dice
+    from LabelRegLib.spatial import initial_alignment
+
+    pair = make_phantom_pair(1003, fov_offset_mm=(18.0, -15.0, 12.0))  # the MR field of view far off the gland
+    glands = GlandSegmenter(gland_model, "cpu").segment_pair(pair.moving_image, pair.fixed_image)
+    fixed = pair.fixed_image
+
+    def start_dice(matrix):
+        moved = resample_volume(pair.moving_labels[0], fixed.shape, fixed.ijk_to_ras, matrix)
+        return dice(moved.array, pair.fixed_labels[0].array)
+
+    centers = start_dice(initial_alignment(pair.moving_image, fixed, "centers"))
+    matrix, warned = glands_initial(pair.moving_image, fixed, *glands, "rigid")
+    assert not warned
+    assert centers < 0.3 and start_dice(matrix) > 0.7

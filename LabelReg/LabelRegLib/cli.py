@@ -489,7 +489,7 @@ def run_crossval(args) -> int:
 
 # ---------------------------------------------------------------- train-glands
 def _add_train_glands_parser(commands):
-    from .gland_training import settings_fields
+    from .config import GlandSettings
 
     parser = commands.add_parser(
         "train-glands",
@@ -507,7 +507,7 @@ def _add_train_glands_parser(commands):
         "--glands: its summary.json quality.dice_threshold)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace the model file if it exists")
-    for f in settings_fields():
+    for f in fields(GlandSettings):
         unit = f" {f.metadata['unit']}" if f.metadata["unit"] else ""
         parser.add_argument(
             f"--{f.name.replace('_', '-')}",
@@ -521,12 +521,13 @@ def _add_train_glands_parser(commands):
 
 
 def run_train_glands(args) -> int:
+    from .config import GlandSettings
     from .data import load_data_folder
-    from .gland_training import GlandSettings, GlandTrainer, settings_fields
+    from .gland_training import GlandTrainer
     from .outputs import check_outputs
 
     check_outputs({"--output": args.output}, overwrite=args.overwrite, suffixes={"--output": (".pt",)})
-    settings = GlandSettings(**{f.name: getattr(args, f.name) for f in settings_fields()})
+    settings = GlandSettings(**{f.name: getattr(args, f.name) for f in fields(GlandSettings)})
     trainer = GlandTrainer(
         load_data_folder(args.data_dir),
         args.output,

@@ -339,3 +339,27 @@ def training_record(config: TrainConfig) -> dict:
     """The settings a model header's training record keeps (everything that shapes the model; not paths,
     output frequencies or the device)."""
     return {f.name: getattr(config, f.name) for f in fields(TrainConfig) if f.metadata["record"]}
+
+
+def _gland_setting(default, help: str, unit: str = ""):
+    return field(default=default, metadata={"help": help, "unit": unit})
+
+
+@dataclass
+class GlandSettings:
+    """The settings of a gland segmentation training (:mod:`.gland_training`); ``labelreg train-glands`` flags are
+    generated from these fields."""
+
+    # fmt: off
+    steps: int = _gland_setting(1000, "training steps", "steps")
+    num_channel_initial: int = _gland_setting(8, "channels of the first layer (doubles at each level)")
+    spacing_mm: float = _gland_setting(3.5, "segmentation grid voxel size", "mm")
+    samples_per_step: int = _gland_setting(4, "images per step, half MR and half US")
+    learning_rate: float = _gland_setting(1e-3, "Adam learning rate (ten times lower for the last fifth of the steps)")
+    corner_scale: float = _gland_setting(0.15, "random affine augmentation strength")
+    shift_mm: float = _gland_setting(12.0, "random shift, uniform in +-V per axis", "mm")
+    intensity_gamma: float = _gland_setting(0.3, "random gamma: standard deviation of log(gamma)")
+    crop_probability: float = _gland_setting(0.3, "chance that a slab at one border of the field of view is blanked")
+    phantom_pairs: int = _gland_setting(30, "synthetic phantom pairs added to the training cases")
+    seed: int = _gland_setting(0, "random seed (sampling, augmentation, initial weights)")
+    # fmt: on

@@ -38,11 +38,10 @@ def align_glands(moving: Gland, fixed: Gland, transform: str = "rigid") -> np.nd
     start = centroid_translation(moving, fixed)
     if transform == "translation":
         return start
-    # smoothed probabilities: an overlap that changes smoothly with the pose, so the optimiser sees a slope
+    # smoothed probabilities: an overlap that changes smoothly with the pose, so the optimiser sees a slope; the
+    # fixed one cropped around its gland (the metric is summed over the fixed image: fewer voxels, faster)
     fixed_image, moving_image = (
-        sitk.SmoothingRecursiveGaussian(
-            to_sitk_image(g.probability.array.astype(np.float32), g.probability.ijk_to_ras), SMOOTHING_MM
-        )
+        sitk.SmoothingRecursiveGaussian(to_sitk_image(*_around_gland(g.probability)), SMOOTHING_MM)
         for g in (fixed, moving)
     )
     model = sitk.Similarity3DTransform() if transform == "similarity" else sitk.Euler3DTransform()
@@ -61,6 +60,18 @@ def align_glands(moving: Gland, fixed: Gland, transform: str = "rigid") -> np.nd
     method.SetInitialTransform(model, inPlace=True)
     method.Execute(fixed_image, moving_image)
     return _ras_matrix(model)
+
+
+def _around_gland(probability: Volume, margin_mm: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
+    """``(array, ijk_to_ras)`` of the probability cropped to the gland's bounding box plus ``margin_mm``."""
+    inside = np.nonzero(probability.array > 0.5)
+    margin = np.ceil(margin_mm / probability.spacing[::-1]).astype(int)  # voxels along k, j, i
+    low = np.maximum(np.array([a.min() for a in inside]) - margin, 0)
+    high = np.minimum(np.array([a.max() for a in inside]) + margin + 1, probability.array.shape)
+    array = probability.array[tuple(slice(a, b) for a, b in zip(low, high))].astype(np.float32)
+    matrix = probability.ijk_to_ras.copy()
+    matrix[:3, 3] += matrix[:3, :3] @ low[::-1]
+    return np.ascontiguousarray(array), matrix
 
 
 def _ras_matrix(transform) -> np.ndarray:

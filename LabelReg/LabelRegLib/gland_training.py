@@ -13,43 +13,17 @@ cross-entropy.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import GlandSettings
 from .data import Case
 from .glands import MODALITIES, GlandNet, gland_grid_input, pad_centred_array, segmentation_grid
 from .spatial import affine_warp, random_affine
-
-
-def _setting(default, help: str, unit: str = ""):
-    return field(default=default, metadata={"help": help, "unit": unit})
-
-
-@dataclass
-class GlandSettings:
-    """The settings of a gland training (``labelreg train-glands`` flags are generated from these fields)."""
-
-    # fmt: off
-    steps: int = _setting(1000, "training steps", "steps")
-    num_channel_initial: int = _setting(8, "channels of the first layer (doubles at each level)")
-    spacing_mm: float = _setting(3.5, "segmentation grid voxel size", "mm")
-    samples_per_step: int = _setting(4, "images per step, half MR and half US")
-    learning_rate: float = _setting(1e-3, "Adam learning rate (ten times lower for the last fifth of the steps)")
-    corner_scale: float = _setting(0.15, "random affine augmentation strength")
-    shift_mm: float = _setting(12.0, "random shift, uniform in +-V per axis", "mm")
-    intensity_gamma: float = _setting(0.3, "random gamma: standard deviation of log(gamma)")
-    crop_probability: float = _setting(0.3, "chance that a slab at one border of the field of view is blanked")
-    phantom_pairs: int = _setting(30, "synthetic phantom pairs added to the training cases")
-    seed: int = _setting(0, "random seed (sampling, augmentation, initial weights)")
-    # fmt: on
-
-
-def settings_fields():
-    return fields(GlandSettings)
 
 
 class GlandTrainingData:
