@@ -133,7 +133,8 @@ class TrainConfig:
     device: str = setting("auto", "Train", f"compute device: {', '.join(DEVICE_CHOICES)} or cuda:N", record=False)
     initial_alignment: str = setting("centers", "Train", "alignment before the network (glands: the predicted MR gland onto the predicted US gland)",
                                      choices=ALIGNMENT_MODES)
-    gland_transform: str = setting("rigid", "Train", "how the glands alignment moves the MR gland", choices=GLAND_TRANSFORMS)
+    # translation: the best held-out start of the three (Testing/Benchmarks/crossval_gland_alignment.py, labelreg_glands.md)
+    gland_transform: str = setting("translation", "Train", "how the glands alignment moves the MR gland", choices=GLAND_TRANSFORMS)
     gland_model: str = setting("", "Train", "gland segmentation model of the glands alignment (default: the bundled one)", record=False)
     working_spacing: float = setting(0.0, "Train", "working voxel size (0 = the fixed image's own grid)", unit="mm", minimum=0.0, maximum=50.0)
     corner_scale: float = setting(0.1, "Train", "random affine augmentation strength (0 = off)", minimum=0.0, maximum=1.0)

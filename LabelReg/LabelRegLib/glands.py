@@ -101,11 +101,31 @@ def segmentation_grid(volume: Volume, spacing_mm: float) -> Volume:
     return resample_volume(volume, *resampled_geometry(volume.shape, volume.ijk_to_ras, spacing_mm))
 
 
+def anti_aliased(volume: Volume, spacing_mm: float) -> Volume:
+    """``volume`` smoothed for resampling to ``spacing_mm``: a Gaussian of standard deviation
+    ``sqrt(spacing_mm**2 - spacing**2) / 2`` mm along each axis finer than that (none along the others).
+
+    Point-sampling a fine image on a much coarser grid keeps the speckle and loses the shapes: the phantom US
+    at 3.5 mm was noise in which no gland model found the gland. SimpleITK's discrete Gaussian, in mm.
+    """
+    import SimpleITK as sitk
+
+    from .io import from_sitk_image, to_sitk_image
+
+    sigma_mm = np.sqrt(np.clip(spacing_mm**2 - volume.spacing**2, 0.0, None)) / 2
+    if not np.any(sigma_mm > 0):
+        return volume
+    image = to_sitk_image(volume.array.astype(np.float32), volume.ijk_to_ras)
+    smoothed = sitk.DiscreteGaussian(image, [float(s**2) for s in sigma_mm], 32, 0.01, True)  # variances in mm^2
+    return volume.with_array(from_sitk_image(smoothed).array)
+
+
 def gland_grid_input(volume: Volume, spacing_mm: float, normalisation: dict | None = None) -> Volume:
-    """The network's input: the volume on its segmentation grid, intensities normalised."""
+    """The network's input: the volume anti-aliased and resampled onto its segmentation grid, intensities
+    normalised."""
     from .preprocess import normalise_intensity
 
-    resampled = segmentation_grid(volume, spacing_mm)
+    resampled = segmentation_grid(anti_aliased(volume, spacing_mm), spacing_mm)
     return resampled.with_array(normalise_intensity(resampled.array, normalisation))
 
 

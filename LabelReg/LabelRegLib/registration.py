@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import TrainConfig
 from .errors import InputError
 from .memory import check_registration_memory
 from .model_file import LoadedModel, load_model
@@ -81,6 +82,8 @@ class Registrar:
         self.network = self.model.network.to(memory_format=torch.channels_last_3d)
         self.mirror_axes = mirror_axes
         self.glands = load_gland_segmenter(gland_model, self.device)
+        # how the glands alignment moves the MR gland: as the model was trained, else the setting's default
+        self.gland_transform = self.model.header.get("training", {}).get("gland_transform", TrainConfig.gland_transform)
 
     @property
     def header(self) -> dict:
@@ -139,8 +142,7 @@ class Registrar:
 
             if not glands:
                 raise InputError("initial alignment 'glands'", "needs a gland model, and none is loaded")
-            transform = header.get("training", {}).get("gland_transform", "rigid")
-            initial, found = glands_initial(moving, fixed, *glands, transform)
+            initial, found = glands_initial(moving, fixed, *glands, self.gland_transform)
             messages += found
             lap("alignment")
         pair = prepare_pair(

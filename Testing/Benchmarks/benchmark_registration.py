@@ -395,6 +395,7 @@ def main():
     args = parser.parse_args()
     data = Path(args.data) if Path(args.data).is_dir() else None
     registrar = speed_table(args.model, data, args.repeats)
+    stage_table(registrar, data, args.repeats)
     if not args.skip_monai:
         monai_table(registrar, args.repeats)
     if not args.skip_live:
