@@ -76,7 +76,8 @@ def test_register_many_pairs_from_csv(phantom_folder, tiny_model, tmp_path):
     assert run.stdout.count(" s on cpu") == 2
     for name in ("phantom001", "phantom002"):
         assert read_displacement(tmp_path / f"{name}.nii.gz").array.shape[-1] == 3
-    assert "warning" not in run.stderr
+    # nothing wrong with the inputs; the tiny model's registrations may be flagged by the self-check, rightly
+    assert all("self-check" in line for line in run.stderr.splitlines() if "warning" in line)
 
 
 def test_register_warns_of_a_us_larger_than_the_training_volumes_and_still_writes_the_transform(

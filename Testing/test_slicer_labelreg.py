@@ -168,12 +168,15 @@ def test_a_us_larger_than_the_model_was_trained_on_registers_with_the_warning_in
     logic = LabelReg.LabelRegLogic()
     transform = logic.register(moving, wide)
     assert transform.IsA("vtkMRMLGridTransformNode")
-    assert len(logic.lastWarnings) == 1 and "larger than the 26x38x28 the model was trained at" in logic.lastWarnings[0]
-    assert logic.lastStatus.startswith("Registered in") and logic.lastStatus.endswith(logic.lastWarnings[0])
+    field_of_view, *others = logic.lastWarnings
+    assert "larger than the 26x38x28 the model was trained at" in field_of_view
+    # the registration of so wide a US is poor (the model card's Limits): the self-check may flag it as well
+    assert all("self-check" in message for message in others)
+    assert logic.lastStatus.startswith("Registered in") and logic.lastStatus.endswith(logic.lastWarnings[-1])
     logic.register(
         moving, fixed_node, transform
     )  # the phantom itself is smaller than the training volumes: padded, no warning
-    assert logic.lastWarnings == [] and "\n" not in logic.lastStatus
+    assert logic.lastWarnings == [] and "Warning" not in logic.lastStatus
 
 
 def _grid_transform_node(slicer, displacement: Volume):
