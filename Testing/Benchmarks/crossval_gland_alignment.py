@@ -74,8 +74,9 @@ def main() -> int:
                 landmarks = [tre_mm(m, t) for m, t in zip(moved[1:], case.fixed_labels[1:])] or [np.nan]
                 starts[mode].append((dice(moved[0].array, case.fixed_labels[0].array), float(np.median(landmarks))))
                 if args.register:
-                    registrar.gland_transform = mode.split()[-1]
-                    rows = evaluate_case(registrar, case, mode.split()[0]).rows
+                    alignment, *transform = mode.split()
+                    registrar.gland_transform = transform[0] if transform else registrar.gland_transform
+                    rows = evaluate_case(registrar, case, alignment).rows
                     tre = [r["tre_mm_after"] for r in rows[1:]] or [np.nan]
                     after[mode].append((rows[0]["dice_after"], float(np.median(tre)), rows[0]["dice_before"]))
             print(f"fold {fold} {case.name}: " + ", ".join(f"{m} {starts[m][-1][0]:.3f}" for m in modes), flush=True)
