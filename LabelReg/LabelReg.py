@@ -69,7 +69,7 @@ class LabelRegParameterNode:
     fixedVolume: vtkMRMLScalarVolumeNode
     modelPath: str = ""  # empty: the bundled model
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
-    initialAlignment: Annotated[str, Choice(["centers", "physical", "glands"])] = "centers"
+    initialAlignment: Annotated[str, Choice(["centers", "physical", "glands", "best"])] = "best"
     outputTransform: vtkMRMLGridTransformNode
     applyToMoving: bool = True
     segmentation: vtkMRMLSegmentationNode

@@ -58,6 +58,20 @@ def test_register_writes_a_transform_that_simpleitk_applies_identically(phantom_
     assert dice(warped_labels[0].array, warp_volume(read_labels(labels)[0], result.displacement).array) == 1.0
 
 
+def test_test_time_mirroring_defaults_to_the_axes_the_model_was_trained_mirrored_along(tiny_model):
+    """The bundled model was trained on pairs mirrored along j: it is mirrored along j unless told otherwise; the tiny
+    model, trained without mirroring, is not; ``--mirror none`` turns it off."""
+    from LabelRegLib.cli import build_parser
+
+    assert Registrar(None, "cpu", gland_model=False).mirror_axes == "j"
+    assert Registrar(None, "cpu", "", gland_model=False).mirror_axes == ""
+    assert Registrar(tiny_model, "cpu", gland_model=False).mirror_axes == ""
+    for flag, axes in (([], None), (["--mirror", "none"], ""), (["--mirror", "ij"], "ij")):
+        assert (
+            build_parser().parse_args(["register", "--moving", "m.nii.gz", "--fixed", "f.nii.gz", *flag]).mirror == axes
+        )
+
+
 def test_register_many_pairs_from_csv(phantom_folder, tiny_model, tmp_path):
     table = tmp_path / "pairs.csv"
     with open(table, "w", newline="") as handle:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -108,7 +110,9 @@ def test_the_gland_model_finds_phantom_glands(gland_model, phantom):
 
 
 def test_a_registration_reports_its_quality_and_stage_times(gland_model, tiny_model, phantom):
-    result = Registrar(tiny_model, "cpu", gland_model=gland_model).register(phantom.moving_image, phantom.fixed_image)
+    result = Registrar(tiny_model, "cpu", gland_model=gland_model).register(
+        phantom.moving_image, phantom.fixed_image, "centers"
+    )
     assert 0.0 <= result.quality.dice <= 1.0 and np.isfinite(result.quality.centroid_mm)
     assert len(result.glands) == 2
     assert {"segmentation", "network", "quality"} <= set(result.stage_s)
@@ -118,11 +122,30 @@ def test_a_registration_reports_its_quality_and_stage_times(gland_model, tiny_mo
     assert "alignment" in glands.stage_s and not np.allclose(glands.initial, result.initial)
 
 
+def test_best_keeps_the_start_whose_self_check_is_better_and_is_the_default_of_a_centred_model(
+    gland_model, tiny_model, phantom
+):
+    registrar = Registrar(tiny_model, "cpu", gland_model=gland_model)
+    assert registrar.header["initial_alignment"] == "centers" and registrar.default_alignment() == "best"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tiny model's self-check warns
+        each = [registrar.register(phantom.moving_image, phantom.fixed_image, start) for start in ("centers", "glands")]
+        best = registrar.register(phantom.moving_image, phantom.fixed_image)
+    winner = max(each, key=lambda result: result.quality.dice)
+    assert best.quality.dice == winner.quality.dice
+    assert np.array_equal(best.displacement.array, winner.displacement.array)
+    assert np.array_equal(best.initial, winner.initial)
+    # both networks' time is counted, and both starts' quality checks
+    assert best.stage_s["network"] > max(result.stage_s["network"] for result in each) / 2
+    assert Registrar(tiny_model, "cpu", gland_model=False).default_alignment() == "centers"
+
+
 def test_the_glands_alignment_without_a_gland_model_is_refused(tiny_model, phantom):
     registrar = Registrar(tiny_model, "cpu", gland_model=False)
     assert registrar.register(phantom.moving_image, phantom.fixed_image).quality is None
-    with pytest.raises(InputError, match="glands.*needs a gland model"):
-        registrar.register(phantom.moving_image, phantom.fixed_image, "glands")
+    for alignment in ("glands", "best"):
+        with pytest.raises(InputError, match=f"{alignment}.*needs a gland model"):
+            registrar.register(phantom.moving_image, phantom.fixed_image, alignment)
 
 
 def test_models_are_not_mixed_up(gland_model, tiny_model):

@@ -173,11 +173,12 @@ def test_a_us_larger_than_the_model_was_trained_on_registers_with_the_warning_in
     # the registration of so wide a US is poor (the model card's Limits): the self-check may flag it as well
     assert all("self-check" in message for message in others)
     assert logic.lastStatus.startswith("Registered in") and logic.lastStatus.endswith(logic.lastWarnings[-1])
-    logic.register(
-        moving, fixed_node, transform
-    )  # the phantom itself is smaller than the training volumes: padded, no warning
-    done, quality = logic.lastStatus.splitlines()  # no warning line: what it did, and the self-check
-    assert logic.lastWarnings == [] and done.startswith("Registered in") and quality.startswith("self-check:")
+    # the phantom itself is smaller than the training volumes: padded, no field-of-view warning; one self-check line
+    # (a warning for this oblique phantom: Dice 0.71, below the gland model's threshold 0.75)
+    logic.register(moving, fixed_node, transform)
+    done, quality = logic.lastStatus.splitlines()
+    assert all("self-check" in message for message in logic.lastWarnings)
+    assert done.startswith("Registered in") and "self-check:" in quality
 
 
 def _grid_transform_node(slicer, displacement: Volume):

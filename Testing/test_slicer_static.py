@@ -149,14 +149,16 @@ def test_production_code_does_not_depend_on_the_test_folder():
 def test_the_alignment_choices_of_the_panel_and_the_batch_script_are_the_engines():
     """The module file and the batch script list the initial alignments literally (they are read before
     LabelRegLib is importable); they must be the engine's."""
-    from LabelRegLib.config import ALIGNMENT_MODES
+    from LabelRegLib.config import REGISTRATION_ALIGNMENTS
 
     module = (REPO / "LabelReg" / "LabelReg.py").read_text()
     batch = (REPO / "LabelReg" / "Resources" / "Scripts" / "labelreg_batch.py").read_text()
     ui = (REPO / "LabelReg" / "Resources" / "UI" / "LabelReg.ui").read_text()
     assert re.search(r"initialAlignment: Annotated\[str, Choice\((\[.*?\])\)\]", module).group(1) == str(
-        list(ALIGNMENT_MODES)
+        list(REGISTRATION_ALIGNMENTS)
     ).replace("'", '"')
-    assert re.search(r'"--init", choices=(\[.*?\])', batch).group(1) == str(list(ALIGNMENT_MODES)).replace("'", '"')
+    assert re.search(r'"--init", choices=(\[.*?\])', batch).group(1) == str(list(REGISTRATION_ALIGNMENTS)).replace(
+        "'", '"'
+    )
     combo = ui.split("<string>initialAlignment</string>")[1].split("</widget>")[0]
-    assert re.findall(r"<string>(\w+)</string>", combo) == list(ALIGNMENT_MODES)
+    assert re.findall(r"<string>(\w+)</string>", combo) == list(REGISTRATION_ALIGNMENTS)

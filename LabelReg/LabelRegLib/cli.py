@@ -119,9 +119,14 @@ def _add_register_parser(commands):
 
 
 def _add_alignment_options(parser) -> None:
-    from .config import ALIGNMENT_MODES
+    from .config import REGISTRATION_ALIGNMENTS
 
-    parser.add_argument("--init", choices=ALIGNMENT_MODES, help="initial alignment (default: the model's)")
+    parser.add_argument(
+        "--init",
+        choices=REGISTRATION_ALIGNMENTS,
+        help="initial alignment (best: from the centres and from the glands, keeping the better self-check; default: "
+        "best for a model trained from the centres when a gland model is loaded, else the model's own)",
+    )
     parser.add_argument(
         "--gland-model",
         help="gland segmentation model of the glands alignment and the quality score (default: the bundled one)",
@@ -131,10 +136,11 @@ def _add_alignment_options(parser) -> None:
 def _add_mirror_option(parser) -> None:
     parser.add_argument(
         "--mirror",
-        default="",
+        type=lambda axes: "" if axes.lower() == "none" else axes,
         metavar="AXES",
         help="test-time augmentation: also register the pair mirrored along these working-grid axes (i, j, k) and "
-        "average the fields (e.g. j, the example data's left-right axis); off by default",
+        "average the fields; default: the axes the model was trained mirrored along (j, left-right, for the bundled "
+        "model); none: off",
     )
 
 
