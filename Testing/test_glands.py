@@ -135,8 +135,7 @@ def test_best_keeps_the_start_whose_self_check_is_better_and_is_the_default_of_a
     assert best.quality.dice == winner.quality.dice
     assert np.array_equal(best.displacement.array, winner.displacement.array)
     assert np.array_equal(best.initial, winner.initial)
-    # both networks' time is counted, and both starts' quality checks
-    assert best.stage_s["network"] > max(result.stage_s["network"] for result in each) / 2
+    assert "alignment" in best.stage_s  # both starts ran, whichever won: only the glands start aligns
     assert Registrar(tiny_model, "cpu", gland_model=False).default_alignment() == "centers"
 
 
