@@ -247,8 +247,9 @@ def mirrored_prediction(network, moving, fixed, axes: str = ""):
     the pair mirrored along each of ``axes`` (and each combination), each mirrored back: along an axis, the field
     is flipped and its component on that axis negated. Both images share the working grid, so one reflection
     mirrors the pair. The average is exactly equivariant: the mirrored pair gets the mirrored field. All copies
-    go through the network as one batch (faster than one by one on a CPU: the model card's speed row); each
-    copy is normalised on its own (instance normalisation), so the batch changes no result."""
+    go through the network as one batch (faster than one by one on a CPU: the model card's speed row); at
+    inference the network treats each copy of a batch alone (instance or running statistics), so batching changes
+    no result."""
     from itertools import combinations
 
     import torch

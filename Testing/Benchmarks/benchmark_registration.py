@@ -104,9 +104,8 @@ def stage_table(registrar, data, repeats):
     columns = ["segmentation", "alignment", "resampling", "network", "composition", "quality"]
     rows = []
     default, own = registrar.default_alignment(), registrar.header.get("initial_alignment", "centers")
-    alignments = [default] + [
-        a for a in (own, "glands" if registrar.glands is not None else None) if a and a != default
-    ]
+    starts = [own, "glands"] if registrar.glands is not None else [own]
+    alignments = list(dict.fromkeys([default, *starts]))  # the default first, then each start alone, once each
     for alignment in alignments:
         registrar.register(*example, alignment, warn=False)  # warm-up
         results = [registrar.register(*example, alignment, warn=False) for _ in range(repeats)]
