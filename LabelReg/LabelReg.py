@@ -485,7 +485,7 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         warned = [_("Warning: {message}").format(message=message) for message in self.lastWarnings]
         quality = [result.quality.text()] if result.quality is not None and not result.quality.flagged else []
         self.lastStatus = "\n".join(
-            [done.format(seconds=runtime, device=result.device, network=result.runtime_s), *quality, *warned]
+            [done.format(seconds=runtime, device=result.device, network=result.stage_s["network"]), *quality, *warned]
         )
         logging.info(self.lastStatus)
 
