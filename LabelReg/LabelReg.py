@@ -69,7 +69,7 @@ class LabelRegParameterNode:
     fixedVolume: vtkMRMLScalarVolumeNode
     modelPath: str = ""  # empty: the bundled model
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
-    initialAlignment: Annotated[str, Choice(["centers", "physical", "glands", "best"])] = "best"
+    initialAlignment: Annotated[str, Choice(["auto", "centers", "physical", "glands", "best"])] = "auto"
     outputTransform: vtkMRMLGridTransformNode
     applyToMoving: bool = True
     segmentation: vtkMRMLSegmentationNode

@@ -131,9 +131,11 @@ def test_best_keeps_the_start_whose_self_check_is_better_and_is_the_default_of_a
         warnings.simplefilter("ignore")  # the tiny model's self-check warns
         each = [registrar.register(phantom.moving_image, phantom.fixed_image, start) for start in ("centers", "glands")]
         best = registrar.register(phantom.moving_image, phantom.fixed_image)
+        auto = registrar.register(phantom.moving_image, phantom.fixed_image, "auto")  # the panel's default
     winner = max(each, key=lambda result: result.quality.dice)
     assert best.quality.dice == winner.quality.dice
     assert np.array_equal(best.displacement.array, winner.displacement.array)
+    assert np.array_equal(auto.displacement.array, best.displacement.array)
     assert np.array_equal(best.initial, winner.initial)
     assert "alignment" in best.stage_s  # both starts ran, whichever won: only the glands start aligns
     assert Registrar(tiny_model, "cpu", gland_model=False).default_alignment() == "centers"

@@ -124,8 +124,8 @@ def _add_alignment_options(parser) -> None:
     parser.add_argument(
         "--init",
         choices=REGISTRATION_ALIGNMENTS,
-        help="initial alignment (best: from the centres and from the glands, keeping the better self-check; default: "
-        "best for a model trained from the centres when a gland model is loaded, else the model's own)",
+        help="initial alignment (best: from the centres and from the glands, keeping the better self-check; auto, the "
+        "default: best for a model trained from the centres when a gland model is loaded, else the model's own)",
     )
     parser.add_argument(
         "--gland-model",

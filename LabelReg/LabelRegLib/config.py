@@ -39,8 +39,9 @@ SIMILARITY_TYPES = ("dice", "jaccard", "cross-entropy", "mean-squared")
 REGULARISER_TYPES = ("bending", "gradient-l2", "gradient-l1")
 ALIGNMENT_MODES = ("centers", "physical", "glands")
 # at registration also "best": from the centres and from the glands, keeping the registration whose self-check
-# (quality.py) is better; not a training setting (it needs the trained network)
-REGISTRATION_ALIGNMENTS = (*ALIGNMENT_MODES, "best")
+# (quality.py) is better; not a training setting (it needs the trained network); and "auto", the loaded model's
+# default (registration.Registrar.default_alignment)
+REGISTRATION_ALIGNMENTS = ("auto", *ALIGNMENT_MODES, "best")
 GLAND_TRANSFORMS = ("translation", "rigid", "similarity")  # how the glands alignment moves the MR gland
 LABEL_SAMPLING = ("one", "all")
 FLIP_AXES = "ijk"

@@ -124,15 +124,15 @@ class Registrar:
         self, moving: Volume, fixed: Volume, alignment: str | None = None, passes: int | None = None, warn: bool = True
     ) -> RegistrationResult:
         """Register ``moving`` (MR) to ``fixed`` (US). ``alignment``: ``centers``, ``physical``, ``glands`` or
-        ``best`` (from the centres and from the glands, keeping the registration whose self-check Dice is higher;
-        default: :meth:`default_alignment`). ``passes`` > 1 runs the network again on the moving image warped by
+        ``best`` (from the centres and from the glands, keeping the registration whose self-check Dice is higher);
+        None or ``auto``: :meth:`default_alignment`. ``passes`` > 1 runs the network again on the moving image warped by
         the previous passes and composes the fields (a cascade; default: the model header's ``inference_passes``,
         else 1). Warnings are kept in the result's ``warnings`` and, with ``warn``, also issued with
         :func:`warnings.warn` (``warn=False`` where several threads register: the ``warnings`` module's filters
         are process-wide)."""
         self.check_inputs(moving, fixed)
         started = time.perf_counter()
-        alignment = alignment or self.default_alignment()
+        alignment = self.default_alignment() if alignment in (None, "auto") else alignment
         if alignment in ("glands", "best") and self.glands is None:
             raise InputError(f"initial alignment '{alignment}'", "needs a gland model, and none is loaded")
         timer = StageTimer()
