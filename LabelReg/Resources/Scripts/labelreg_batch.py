@@ -129,7 +129,8 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--model")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--init", choices=["auto", "centers", "physical", "glands", "best"])  # config.REGISTRATION_ALIGNMENTS
+    # config.REGISTRATION_ALIGNMENTS, listed here: LabelRegLib is not importable yet (a test keeps both equal)
+    parser.add_argument("--init", choices=["auto", "centers", "physical", "glands", "best"])
     parser.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
     args = parser.parse_args(argv)
 
