@@ -1,24 +1,21 @@
 """LabelRegTraining: train LabelReg registration networks from folders of images and segmentations.
 
 Training runs in a separate process (``labelreg train ... --progress-json``
-with Slicer's Python, launched by ``slicer.util.launchConsoleProcess``), never
-in the GUI thread. ``LabelRegLib.training_process`` does the process work
-(progress lines read without blocking, Stop ends the whole process tree on
-Windows, macOS and Linux, the training ends with Slicer); this file only puts
-the progress into a table node (saved with the scene), the status line and
-the plot, and offers the finished model in the LabelReg module.
+with Slicer's Python, launched by ``slicer.util.launchConsoleProcess``), and
+so does the data check: the GUI thread never reads the images.
+``LabelRegLib.training_process`` does the process work (progress lines read
+without blocking, Stop ends the whole process tree on Windows, macOS and Linux,
+the training ends with Slicer), ``LabelRegLib.training_panel`` the arguments
+and the progress table; this file binds the panel, polls on a timer and offers
+the finished model in the LabelReg module. The training is the session's
+(``LabelRegLib.session``): a Reload of this module finds it again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import sys
-import time
 from typing import Annotated
-
-import vtk
 
 import slicer
 from slicer import vtkMRMLTableNode
@@ -32,7 +29,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 
-TABLE_COLUMNS = ["step", "loss", "similarity", "regulariser", "val_dice", "val_tre_mm", "val_folding", "elapsed_s"]
 # The panel's settings and the `labelreg train` keys they override in the recipe (labelreg_localnet.ini);
 # the parameter class's defaults are the recipe's values (a test compares them).
 PANEL_SETTINGS = {
@@ -105,7 +101,7 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget):
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
-        self._timer = None  # polls the training process while it runs
+        self._timer = None  # polls the training and the data check while they run
         self.logic = None
         self.panel = None  # the .ui bound to the parameter node, made in setup() (LabelRegLib.slicer_panel)
         self._parameterNode = None  # kept current by self.panel
@@ -121,25 +117,30 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget):
         self.logic = LabelRegTrainingLogic()
         self.panel = ParameterNodePanel(self, "UI/LabelRegTraining.ui", self.logic, self._updateGUI)
         for name, widgetName in PATH_FIELDS.items():
-            pathEdit = getattr(self.ui, widgetName)
-            # currentPathChanged for a valid path, validInputChanged when the text becomes empty (or invalid)
-            pathEdit.connect(
-                "currentPathChanged(QString)", lambda _text, n=name, w=pathEdit: self.onPathEdited(n, w.currentPath)
-            )
-            pathEdit.connect(
-                "validInputChanged(bool)", lambda _valid, n=name, w=pathEdit: self.onPathEdited(n, w.currentPath)
+            # the text as typed, every change: CTK signals a path only while it is valid, so a field emptied by
+            # backspacing would keep its last valid prefix (ctkPathLineEdit's currentPathChanged)
+            getattr(self.ui, widgetName).comboBox().connect(
+                "editTextChanged(QString)", lambda text, n=name: self.onPathEdited(n, text)
             )
         self.ui.startButton.connect("clicked(bool)", lambda: self.onStart(resume=False))
         self.ui.resumeButton.connect("clicked(bool)", lambda: self.onStart(resume=True))
         self.ui.stopButton.connect("clicked(bool)", self.onStop)
         self.ui.checkDataButton.connect("clicked(bool)", self.onCheckData)
-        slicer.app.connect("aboutToQuit()", self.logic.stop)  # the training ends with Slicer
         self.panel.bind()
+        if self.logic.isRunning:  # a training started before a Reload of this module
+            self._timer.start()
 
     def cleanup(self) -> None:
         if self._timer:
             self._timer.stop()
         self.panel.cleanup()
+
+    def onReload(self) -> None:
+        """Reload LabelRegLib too (Slicer reloads the module file only); the training goes on."""
+        from LabelRegLib.session import reload_library
+
+        reload_library()
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self) -> None:
         self.panel.bind()
@@ -152,6 +153,8 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget):
             setattr(self._parameterNode, name, text.strip())
 
     def _updateGUI(self, caller=None, event=None) -> None:
+        from LabelRegLib.training_panel import can_resume
+
         p = self._parameterNode
         if p is None:
             return
@@ -162,27 +165,31 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget):
         running = self.logic.isRunning
         ready = bool((p.dataFolder or p.movingImagesFolder) and p.outputModel)
         self.ui.startButton.enabled = ready and not running
-        self.ui.resumeButton.enabled = ready and not running and self.logic.canResume(p.outputModel)
+        self.ui.resumeButton.enabled = ready and not running and can_resume(p.outputModel)
         self.ui.stopButton.enabled = running
+        self.ui.checkDataButton.enabled = not self.logic.isChecking
         self.ui.statusLabel.text = p.status
 
     def onCheckData(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not check the data."), waitCursor=True):
             if self.logic.ensureDependencies(askUser=True):
-                self.ui.dataSummaryLabel.text = self.logic.summariseData(self._parameterNode)[0]
+                self.ui.dataSummaryLabel.text = self.logic.checkData(self._parameterNode)
+                self._timer.start()
 
     def onStart(self, resume: bool) -> None:
         with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
             if not self.logic.ensureDependencies(askUser=True):
                 return
-            overwrite = not resume and self.logic.holdsTraining(self._parameterNode.outputModel)
+            from LabelRegLib.training_panel import holds_training
+
+            overwrite = not resume and holds_training(self._parameterNode.outputModel)
             if overwrite and not slicer.util.confirmOkCancelDisplay(
                 _(
                     "{model} (or its training folder) exists. Replace it with a new training? Resume continues it instead."
                 ).format(model=self._parameterNode.outputModel)
             ):
                 return
-            self.ui.dataSummaryLabel.text = self.logic.start(self._parameterNode, resume=resume, overwrite=overwrite)
+            self.logic.start(self._parameterNode, resume=resume, overwrite=overwrite)
             slicer.modules.plots.logic().ShowChartInLayout(self.logic.plotChartNode(self._parameterNode.progressTable))
             self._timer.start()
             self._updateGUI()
@@ -197,29 +204,37 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget):
         progress = self.logic.progress
         self.ui.progressBar.value = int(100 * progress.get("step", 0) / max(1, progress.get("total", 1)))
         self.ui.latestLabel.text = self.logic.latestText()
-        if not self.logic.isRunning:
+        if self.logic.dataSummary:
+            self.ui.dataSummaryLabel.text = self.logic.dataSummary
+        if not self.logic.isRunning and not self.logic.isChecking:
             self._timer.stop()
         self._updateGUI()
 
 
 class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
-    """Starts, watches, stops and resumes a training process; callable without any GUI.
+    """Starts, watches, stops and resumes the session's training process, and checks data folders in a process
+    of their own; callable without any GUI.
 
-    ``poll()`` must be called regularly (the panel does it every 0.5 s): it
-    adds the process's new progress rows to the table node, updates the
-    parameter node's status and notices the end of the process.
+    ``poll()`` must be called regularly (the panel does it every 0.5 s): it adds the training's new progress
+    rows to the table node (a new one when the user deleted it or closed the scene), updates the parameter
+    node's status, notices the end of the process, and takes the data check's answer.
     """
 
     RECIPE = "labelreg_localnet.ini"  # the from-scratch recipe of the bundled model, in LabelReg/Resources/Models
 
     def __init__(self) -> None:
+        from LabelRegLib.data_check import DataCheck
+        from LabelRegLib.session import shared
         from LabelRegLib.training_process import TrainingProcess
 
         ScriptedLoadableModuleLogic.__init__(self)
-        self.training = TrainingProcess(
-            launch=lambda args: slicer.util.launchConsoleProcess(args, useStartupEnvironment=False)
-        )
-        self._parameterNode = None
+
+        def launch(args):
+            return slicer.util.launchConsoleProcess(args, useStartupEnvironment=False)
+
+        self.training = shared("training", lambda: TrainingProcess(launch=launch))
+        self.check = DataCheck(launch)
+        self.dataSummary = ""
 
     def getParameterNode(self):
         return LabelRegTrainingParameterNode(super().getParameterNode())
@@ -231,10 +246,14 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
 
         return LabelReg.LabelRegLogic.ensureDependencies(askUser)
 
-    # the process's state, for the panel and tests
+    # the processes' state, for the panel and tests
     @property
     def isRunning(self) -> bool:
         return self.training.is_running
+
+    @property
+    def isChecking(self) -> bool:
+        return self.check.is_running
 
     @property
     def state(self) -> str:
@@ -252,45 +271,29 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
         return self.training.latest_text()
 
     # ---------------------------------------------------------------- data
-    def summariseData(self, parameterNode) -> tuple:
-        """``(text, problems)``: pairs found, landmarks per pair, and every problem (the checks of ``labelreg train``)."""
-        from collections import Counter
+    @staticmethod
+    def _dataFolders(p) -> tuple:
+        from LabelRegLib.data import FOLDERS
 
-        from LabelRegLib.data import FOLDERS, load_cases, resolve_folders, scan_case_files
-
-        p = parameterNode
         given = (p.movingImagesFolder, p.fixedImagesFolder, p.movingLabelsFolder, p.fixedLabelsFolder)
-        folders = resolve_folders(p.dataFolder or None, **{name: path or None for name, path in zip(FOLDERS, given)})
-        caseFiles, problems = scan_case_files(folders)
-        cases, loadProblems = load_cases(caseFiles)
-        problems = problems + loadProblems
-        if not caseFiles and not problems:
-            problems.append(_("no image pairs found"))
-        landmarks = Counter(case.num_landmarks for case in cases)
-        text = _("{pairs} usable pair(s); landmarks per pair: {landmarks}").format(
-            pairs=len(cases),
-            landmarks=", ".join(f"{n} ({count} pairs)" for n, count in sorted(landmarks.items())) or "-",
-        )
-        if problems:
-            text += "\n" + _("{n} problem(s):").format(n=len(problems)) + "\n" + "\n".join(problems)
-        return text, problems
+        return p.dataFolder, dict(zip(FOLDERS, given))
+
+    def checkData(self, parameterNode) -> str:
+        """Start checking the data folders in a process of its own; :meth:`poll` puts its answer in
+        ``dataSummary``. Returns what to show meanwhile."""
+        self.check.start(*self._dataFolders(parameterNode))
+        self.dataSummary = ""
+        return _("Checking the data (reading every image)...")
+
+    def summariseData(self, parameterNode) -> tuple:
+        """``(text, problems)`` of the data folders, read here and now (for scripts; the panel uses :meth:`checkData`)."""
+        from LabelRegLib.data import resolve_folders
+        from LabelRegLib.data_check import summarise
+
+        dataFolder, folders = self._dataFolders(parameterNode)
+        return summarise(resolve_folders(dataFolder or None, **{k: v or None for k, v in folders.items()}))
 
     # ---------------------------------------------------------------- process
-    @staticmethod
-    def outputDirectory(outputModel: str) -> str:
-        """Training files (checkpoint, curves, metrics) go beside the model, in <model name>_training/."""
-        base = os.path.splitext(os.path.abspath(outputModel))[0]
-        return base + "_training"
-
-    def canResume(self, outputModel: str) -> bool:
-        from LabelRegLib.outputs import CHECKPOINT_NAME
-
-        return bool(outputModel) and os.path.isfile(os.path.join(self.outputDirectory(outputModel), CHECKPOINT_NAME))
-
-    def holdsTraining(self, outputModel: str) -> bool:
-        """Whether a new training there would replace a model or a checkpoint."""
-        return bool(outputModel) and (os.path.exists(outputModel) or self.canResume(outputModel))
-
     @classmethod
     def recipePath(cls) -> str:
         from LabelRegLib.model_file import MODELS_DIR
@@ -300,88 +303,35 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
     def trainArguments(self, p, resume: bool, overwrite: bool = False) -> list:
         """The ``labelreg train`` arguments for the parameter node: the bundled model's recipe, then the data,
         the output and the panel's settings as overrides (with default settings: the recipe unchanged)."""
-        from LabelRegLib.config import train_config_from_ini
-        from LabelRegLib.model_file import model_settings_flags, peek_model_header
+        from LabelRegLib.config import FOLDER_KEYS
+        from LabelRegLib.training_panel import train_arguments
 
-        recipe = train_config_from_ini(self.recipePath())
-        args = [
-            self.recipePath(),
-            "--output_dir",
-            self.outputDirectory(p.outputModel),
-            "--file_model_save",
-            os.path.abspath(p.outputModel),
-        ]
-        # a row every step and a checkpoint every tenth of the run for short trainings; the recipe's otherwise
-        args += [
-            "--freq_info_print",
-            str(min(recipe.freq_info_print, max(1, p.iterations // 100))),
-            "--freq_model_save",
-            str(min(recipe.freq_model_save, max(1, p.iterations // 10))),
-        ]
-        args += ["--data_dir", p.dataFolder]  # "" clears the recipe's data folder when the four folders are given
-        for flag, value in (
-            ("--dir_moving_image", p.movingImagesFolder),
-            ("--dir_fixed_image", p.fixedImagesFolder),
-            ("--dir_moving_label", p.movingLabelsFolder),
-            ("--dir_fixed_label", p.fixedLabelsFolder),
-        ):
-            if value:
-                args += [flag, value]
-        for parameter, key in PANEL_SETTINGS.items():
-            value = getattr(p, parameter)
-            args += [f"--{key}", repr(float(value)) if isinstance(value, float) else str(value)]
-        if (
-            p.initialModel
-        ):  # fine-tuning: the model's own architecture, working spacing and alignment override the panel's
-            args += [
-                "--initial_model",
-                os.path.abspath(p.initialModel),
-                *model_settings_flags(peek_model_header(p.initialModel)),
-            ]
+        dataFolder, folders = self._dataFolders(p)
+        data = {"data_dir": dataFolder, **{FOLDER_KEYS[name]: path for name, path in folders.items()}}
+        settings = {key: getattr(p, parameter) for parameter, key in PANEL_SETTINGS.items()}
+        args = train_arguments(self.recipePath(), p.outputModel, data, settings, p.initialModel)
         return args + (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
 
     def command(self, p, resume: bool, overwrite: bool = False) -> list:
         """The whole command line: Slicer's Python running ``labelreg train`` from this extension's LabelRegLib."""
-        from LabelRegLib.training_process import train_command
+        from LabelRegLib.training_process import python_executable, train_command
 
-        python = shutil.which("PythonSlicer") or sys.executable
-        return train_command(python, self.trainArguments(p, resume, overwrite), parent_pid=os.getpid())
+        return train_command(python_executable(), self.trainArguments(p, resume, overwrite), parent_pid=os.getpid())
 
-    def start(self, parameterNode, resume: bool = False, overwrite: bool = False) -> str:
-        """Check the data, then start (or resume) training in a background process; returns the data summary at once.
+    def start(self, parameterNode, resume: bool = False, overwrite: bool = False) -> None:
+        """Start (or resume) training in a background process; returns at once. The training process checks the
+        data itself (a problem ends it, and its message is the status); a new training over an existing model or
+        checkpoint only with ``overwrite``."""
+        from LabelRegLib.training_panel import check_start, progress_table
 
-        Raises ``ValueError`` listing every problem before anything starts; a new training over an existing model
-        or checkpoint only with ``overwrite``."""
         p = parameterNode
         if self.isRunning:
             raise RuntimeError(_("A training is already running; stop it first."))
-        if not p.outputModel:
-            raise ValueError(_("Choose the output model file."))
-        if resume and not self.canResume(p.outputModel):
-            raise ValueError(
-                _("There is no checkpoint to resume in {folder}").format(folder=self.outputDirectory(p.outputModel))
-            )
-        if not resume and not overwrite and self.holdsTraining(p.outputModel):
-            raise ValueError(
-                _(
-                    "{model} or its training folder exists: Resume continues it; to start again, confirm replacing it."
-                ).format(model=p.outputModel)
-            )
-        summary, problems = self.summariseData(p)
-        if problems:
-            raise ValueError(_("Fix the data first:") + "\n" + "\n".join(problems))
-        self._parameterNode = p
-        if not p.progressTable:
-            p.progressTable = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "LabelReg training curves")
-        if not resume or p.progressTable.GetNumberOfColumns() == 0:
-            p.progressTable.RemoveAllColumns()
-            for name in TABLE_COLUMNS:
-                column = vtk.vtkDoubleArray()
-                column.SetName(name)
-                p.progressTable.AddColumn(column)
+        check_start(p.outputModel, resume, overwrite)  # the data are checked by the training process itself
+        p.progressTable = progress_table(slicer.mrmlScene, p.progressTable, [], reset=not resume)
         pid = self.training.start(self.command(p, resume, overwrite))
-        p.status = _("Training started (process {pid})").format(pid=pid)
-        return summary
+        self.training.context = {"outputModel": os.path.abspath(p.outputModel), "table": p.progressTable, "rows": []}
+        p.status = _("Training started (process {pid}); reading the data").format(pid=pid)
 
     def stop(self) -> None:
         """End the training process tree; the last checkpoint stays usable for Resume."""
@@ -390,130 +340,61 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
             self.poll()
 
     def poll(self) -> None:
-        """Take the process's new progress into the table and the status (never blocks); react to its end."""
-        p = self._parameterNode
-        if p is None:
+        """Take the processes' new output into the table, the status and ``dataSummary`` (never blocks)."""
+        from LabelRegLib.training_panel import add_rows
+
+        self.dataSummary = self.check.poll() or self.dataSummary
+        run = self.training.context
+        if not run:
             return
+        p = self.getParameterNode()  # the scene's node now (closing the scene resets it)
         wasRunning = self.state in ("running", "stopping")
-        for record in self.training.poll():
-            if record["event"] == "step" or (record["event"] == "validation" and record.get("step") == 0):
-                self._appendRow(p.progressTable, record)
-                p.status = self.latestText()
+        count = len(run["rows"])
+        table = add_rows(slicer.mrmlScene, run, self.training.poll())  # a new table if the old one left the scene
+        if p.progressTable is not table:
+            p.progressTable = table
+        if len(run["rows"]) > count:
+            p.status = self.latestText()
         if wasRunning and self.state == "finished":
-            p.status = _("Finished: model written to {path}").format(path=p.outputModel)
+            p.status = _("Finished: model written to {path}").format(path=run["outputModel"])
             import LabelReg
 
-            LabelReg.LabelRegLogic.modelCatalogue().add(p.outputModel)
+            LabelReg.LabelRegLogic.modelCatalogue().add(run["outputModel"])
         elif wasRunning and self.state == "stopped":
             p.status = _("Stopped at step {step}; Resume continues from the last checkpoint.").format(
                 step=self.progress.get("step", 0)
             )
         elif wasRunning and self.state == "crashed":
-            p.status = "\n".join(
-                [
-                    _("The training process ended unexpectedly ({reason}).").format(reason=self.training.end_reason()),
-                    *self.training.output_tail[-5:],
-                ]
-            )
+            reason = _("The training process ended unexpectedly ({reason}).").format(reason=self.training.end_reason())
+            p.status = "\n".join([reason, *self.training.output_tail[-5:]])
             logging.error(p.status)
 
-    # ---------------------------------------------------------------- curves
-    @staticmethod
-    def _appendRow(table, record: dict) -> None:
-        row = table.AddEmptyRow()
-        for index, name in enumerate(TABLE_COLUMNS):
-            value = record.get(name)
-            table.GetTable().GetColumn(index).SetValue(row, float("nan") if value is None else float(value))
-        table.GetTable().Modified()
-        table.Modified()
+    def plotChartNode(self, table):
+        """A plot of the loss and the validation Dice against the step (made once, saved with the scene)."""
+        from LabelRegLib.training_panel import plot_chart_node
 
-    @staticmethod
-    def plotChartNode(table):
-        """A plot of the loss and the validation Dice against the step (created once, saved with the scene;
-        the panel shows it in the layout's plot view)."""
-        name = f"{table.GetName()} plot"
-        chart = slicer.mrmlScene.GetFirstNodeByName(name)
-        if chart is not None:
-            return chart
-        chart = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
-        for column in ("loss", "val_dice"):
-            series = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", column)
-            series.SetAndObserveTableNodeID(table.GetID())
-            series.SetXColumnName("step")
-            series.SetYColumnName(column)
-            series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
-            chart.AddAndObservePlotSeriesNodeID(series.GetID())
-        chart.SetXAxisTitle("step")
-        return chart
+        return plot_chart_node(slicer.mrmlScene, table)
 
 
 class LabelRegTrainingTest(ScriptedLoadableModuleTest):
-    """Self-test: train a tiny network on phantoms, stop, resume, finish, register with it in LabelReg."""
+    """Self-test: train a tiny network on phantoms, stop, resume, finish, register with it in LabelReg
+    (``LabelRegLib.self_tests``); what the test adds to the scene and the disk is removed again."""
 
     def setUp(self):
-        import tempfile
+        from LabelRegLib.self_tests import SceneGuard
 
-        self.folder = tempfile.mkdtemp(prefix="labelreg-training-test-")
-        from LabelRegLib.mrml import node_ids
-
-        self.nodesBefore = node_ids(slicer.mrmlScene)
+        self.guard = SceneGuard(slicer.mrmlScene)
 
     def tearDown(self):
-        """Remove every node the test added, and its temporary folder."""
-        from LabelRegLib.mrml import remove_nodes_added_since
-
-        remove_nodes_added_since(slicer.mrmlScene, self.nodesBefore)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.guard.restore()
 
     def runTest(self):
-        import LabelReg
+        from LabelRegLib.self_tests import run_self_tests
 
-        LabelReg.LabelRegLogic.runSelfTests(self, "LabelRegTraining", self.test_TrainStopResumeRegister)
-
-    @staticmethod
-    def waitFor(logic, condition, timeout=300.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            logic.poll()
-            if condition():
-                return True
-            slicer.app.processEvents()
-            time.sleep(0.2)
-        return False
+        run_self_tests(self, "LabelRegTraining", self.test_TrainStopResumeRegister)
 
     def test_TrainStopResumeRegister(self):
-        from LabelRegLib.phantom import make_phantom_pair, write_phantom_folder
-
-        self.delayDisplay("Training a tiny network on phantom data")
-        data = os.path.join(self.folder, "data")
-        write_phantom_folder(data, n_pairs=4)
-        logic = LabelRegTrainingLogic()
-        p = logic.getParameterNode()
-        p.dataFolder, p.outputModel = data, os.path.join(self.folder, "tiny.pt")
-        p.numChannels, p.iterations, p.minibatchSize, p.validationFraction, p.device = 4, 6, 2, 0.25, "cpu"
-        self.assertEqual(logic.summariseData(p)[1], [])
-        logic.start(p)
-        self.assertTrue(
-            self.waitFor(logic, lambda: logic.canResume(p.outputModel) and logic.progress.get("step", 0) >= 2),
-            "a checkpoint was written",
-        )
-        logic.stop()
-        self.assertEqual(logic.state, "stopped")
-        stoppedAt = logic.progress["step"]
-        logic.start(p, resume=True)
-        self.assertTrue(self.waitFor(logic, lambda: not logic.isRunning and logic.state in ("finished", "crashed")))
-        self.assertEqual(logic.state, "finished", p.status)
-        self.assertGreater(logic.progress["step"], stoppedAt - 1)
-
         import LabelReg
-        from LabelRegLib.mrml import update_volume_node
+        from LabelRegLib.self_tests import train_stop_resume_register
 
-        pair = make_phantom_pair(1001)
-        moving = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MR")
-        fixed = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "US")
-        update_volume_node(moving, pair.moving_image)
-        update_volume_node(fixed, pair.fixed_image)
-        self.assertTrue(os.path.realpath(p.outputModel) in LabelReg.LabelRegLogic.modelCatalogue().extra)
-        transform = LabelReg.LabelRegLogic().register(moving, fixed, modelPath=p.outputModel, device="cpu")
-        self.assertIsNotNone(transform)
-        self.delayDisplay("Trained, stopped, resumed, finished and registered")
+        train_stop_resume_register(self, LabelRegTrainingLogic, LabelReg.LabelRegLogic, self.guard.folder)

@@ -80,3 +80,25 @@ def gland_model() -> Path:
     from LabelRegLib.model_file import MODELS_DIR
 
     return MODELS_DIR / DEFAULT_GLAND_MODEL_NAME
+
+
+@pytest.fixture(scope="module")
+def slicer():
+    """Slicer's real MRML (slicer-core) with LabelReg's stand-ins for the application (LabelRegLib.slicer_standalone)."""
+    return pytest.importorskip("LabelRegLib.slicer_standalone").install()
+
+
+@pytest.fixture(scope="module")
+def LabelReg(slicer):
+    """The LabelReg module file, imported as Slicer imports it."""
+    import LabelReg as module
+
+    return module
+
+
+@pytest.fixture
+def scene(slicer):
+    """The scene, empty before and after the test."""
+    slicer.mrmlScene.Clear(0)
+    yield slicer.mrmlScene
+    slicer.mrmlScene.Clear(0)

@@ -41,9 +41,18 @@ def _python39() -> str | None:
         *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python3.9"))),
     ]
     for candidate in filter(None, candidates):
+        if not os.access(candidate, os.X_OK):  # e.g. .venv39 before .ci/run made it: a fresh clone has none
+            continue
         if subprocess.run([candidate, "-c", "import numpy, SimpleITK, nibabel"], capture_output=True).returncode == 0:
             return candidate
     return None
+
+
+def test_a_missing_python39_is_looked_past(monkeypatch, tmp_path):
+    """Issue 24, 11: on a fresh clone there is no .venv39; a candidate that does not exist is skipped, not run."""
+    monkeypatch.setenv("LABELREG_PYTHON39", str(tmp_path / "no-such-python"))
+    found = _python39()
+    assert found is None or os.access(found, os.X_OK)
 
 
 def test_slicer_loaded_files_compile_and_import_under_python39():

@@ -4,7 +4,6 @@ import csv
 import re
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,25 +18,6 @@ from LabelRegLib.registration import Registrar, warp_volume
 from LabelRegLib.volume import Volume
 
 slicer_standalone = pytest.importorskip("LabelRegLib.slicer_standalone")
-
-
-@pytest.fixture(scope="module")
-def slicer():
-    return slicer_standalone.install()
-
-
-@pytest.fixture(scope="module")
-def LabelReg(slicer):
-    import LabelReg as module
-
-    return module
-
-
-@pytest.fixture
-def scene(slicer):
-    slicer.mrmlScene.Clear(0)
-    yield slicer.mrmlScene
-    slicer.mrmlScene.Clear(0)
 
 
 def _matrix(array):
@@ -236,9 +216,10 @@ def test_mr_points_under_the_transform_land_on_the_us_landmarks(slicer, scene, L
     logic = LabelReg.LabelRegLogic()
     transform = logic.register(moving, fixed)
     # the known deformation, put into the same node by the same code path, with the MR's parent folded in
-    from LabelRegLib.mrml import displacement_to_local, transform_to_world
+    from LabelRegLib.mrml import transform_to_world
+    from LabelRegLib.registration_worker import to_moving_frame
 
-    known = displacement_to_local(pair.true_displacement, np.linalg.inv(transform_to_world(_parent, "MR pose")))
+    known = to_moving_frame(pair.true_displacement, np.linalg.inv(transform_to_world(_parent, "MR pose")))
     points = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "targets")
     points.SetAndObserveTransformNodeID(_parent.GetID())
     for label in pair.moving_labels[1:]:
@@ -272,8 +253,6 @@ def _world_points(markups, transform) -> np.ndarray:
 
 
 def test_live_update_reruns_into_the_same_node_and_frames_do_not_queue(slicer, scene, LabelReg, monkeypatch):
-    import threading
-
     pair, moving, fixed, _segmentation, _parent = _phantom_scene(slicer, seed=1003)
     logic = LabelReg.LabelRegLogic()
     transform = logic.register(moving, fixed)
@@ -293,32 +272,20 @@ def test_live_update_reruns_into_the_same_node_and_frames_do_not_queue(slicer, s
     assert logic.waitForLiveResults(timeout=60) and logic.liveStatistics["frames"] == 3
     logic.stopLiveUpdate()
 
-    # the network runs in a worker thread: while it is held, the main thread goes on and more frames arrive;
-    # they are not queued: one more registration runs, on the latest frame, and no frame is processed twice
-    registrar = logic.modelCatalogue().registrar(None, "auto")
-    release, seen = threading.Event(), []
-    original = registrar.register
-
-    def held_register(moving_volume, fixed_volume, *args, **kwargs):
-        seen.append(fixed_volume.array[0, 0, :3].copy())
-        assert threading.current_thread() is not threading.main_thread()
-        release.wait(60)
-        return original(moving_volume, fixed_volume, *args, **kwargs)
-
-    monkeypatch.setattr(registrar, "register", held_register)
+    # the network runs in the worker process: while it registers a frame the main thread goes on and more frames
+    # arrive; they are not queued: one more registration runs, on the latest frame, and no frame is registered twice
+    engine = logic.engine()
+    sent = []
+    monkeypatch.setattr(engine, "submit", lambda request, submit=engine.submit: sent.append(request) or submit(request))
     count = logic.registrationCount
     logic.startLiveUpdate(moving, fixed, transform)
-    slicer.util.updateVolumeFromArray(fixed, np.roll(pair.fixed_image.array, 9, axis=2))
-    while not seen:
-        time.sleep(0.01)
-    for shift in range(10, 15):  # the main thread is free while the network runs
+    for shift in range(9, 15):  # the first goes to the worker at once, the others arrive while it runs
         slicer.util.updateVolumeFromArray(fixed, np.roll(pair.fixed_image.array, shift, axis=2))
-        assert logic.processLiveResults() == 0
-    release.set()
     assert logic.waitForLiveResults(timeout=60)
     logic.stopLiveUpdate()
     stats = logic.liveStatistics
-    assert len(seen) == 2 and np.array_equal(seen[1], np.roll(pair.fixed_image.array, 14, axis=2)[0, 0, :3])
+    frames = [request["fixed"].array for request in sent if request.get("op") != "load"]
+    assert len(frames) == 2 and np.array_equal(frames[1], np.roll(pair.fixed_image.array, 14, axis=2))
     assert (stats["frames"], stats["processed"], stats["dropped"]) == (6, 2, 4)
     assert logic.registrationCount == count + 2 and len(stats["latency_s"]) == 2
 

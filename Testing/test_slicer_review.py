@@ -17,6 +17,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from helpers import REPO, subprocess_env
@@ -174,8 +175,13 @@ def test_no_path_field_is_bound_to_the_parameter_node_and_the_widget_syncs_each(
             bound = [p for p in widget.findall("property") if p.get("name") == "SlicerParameterName"]
             assert not bound, f"{widget.get('name')} is bound to the parameter node"
     assert set(LabelRegTraining.PATH_FIELDS.values()) == path_edits
+    # issue 24, 4: CTK signals a path only while it matches the filter (`*.pt` -> `.*\.pt?$`), so backspacing left
+    # "name." in the parameter; the combo box's editTextChanged gives every text, the empty one too
     source = TRAINING.read_text()
-    assert '"validInputChanged(bool)"' in source and '"currentPathChanged(QString)"' in source
+    assert '.comboBox().connect(\n                "editTextChanged(QString)"' in source or re.search(
+        r'comboBox\(\)\.connect\(\s*"editTextChanged\(QString\)"', source
+    )
+    assert '"validInputChanged(bool)"' not in source and '"currentPathChanged(QString)"' not in source
     hints = LabelRegTraining.LabelRegTrainingParameterNode.allParameters
     for parameter in LabelRegTraining.PATH_FIELDS:
         assert hints[parameter] is str, f"{parameter}: an unset pathlib.Path shows as '.'"
@@ -262,12 +268,13 @@ def test_self_tests_skip_with_a_reason_where_torch_and_nibabel_are_missing():
 def test_every_user_action_that_reads_images_or_trains_checks_the_dependencies_first():
     tree = ast.parse(TRAINING.read_text())
     widget = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "LabelRegTrainingWidget")
-    for name in ("onCheckData", "onStart"):
+    for name, action in (("onCheckData", "self.logic.checkData"), ("onStart", "self.logic.start")):
         method = ast.unparse(next(f for f in widget.body if isinstance(f, ast.FunctionDef) and f.name == name))
         assert "ensureDependencies" in method, name
-        assert method.index("ensureDependencies") < method.index("self.logic.s"), (
+        assert method.index("ensureDependencies") < method.index(action), (
             f"{name} reads data before checking the dependencies"
         )
+        assert "summariseData" not in method, f"{name} reads every image on the main thread (issue 24, 7)"
     register = ast.unparse(
         next(
             f
@@ -316,43 +323,54 @@ def test_the_header_read_without_torch_is_the_checked_header(tiny_model, tmp_pat
 
 
 # ---------------------------------------------------------------- 6. live mode keeps the main thread free
-def test_the_live_worker_takes_the_latest_frame_and_never_one_twice():
-    import threading
+class _Engine:
+    """An engine that finishes a request only when the test says so (the worker's client, by its methods)."""
 
-    from LabelRegLib.live import LatestFrameWorker
+    def __init__(self):
+        self.requests, self.finished = [], {}
 
-    release, seen = threading.Event(), []
+    def submit(self, request):
+        self.requests.append(request)
+        return len(self.requests)
 
-    def work(frame):
-        seen.append(frame)
-        assert threading.current_thread() is not threading.main_thread()
-        release.wait(10)
-        return frame * 10
+    def result(self, job_id):
+        return self.finished.pop(job_id, None)
 
-    worker = LatestFrameWorker(work)
-    worker.submit(0)
-    while not seen:
-        time.sleep(0.001)
-    for frame in range(1, 6):  # arrive while frame 0 runs
-        worker.submit(frame)
-    release.set()
-    assert worker.wait_idle(10)
-    results = worker.poll()
-    assert [r.value for r in results] == [0, 50] and seen == [0, 5]
-    assert (worker.submitted, worker.processed, worker.dropped) == (6, 2, 4)
-    assert all(r.latency_s >= 0 and r.error is None for r in results)
-    worker.stop()
+    def finish(self, value=None, error=None):
+        from LabelRegLib.worker_client import JobResult
+
+        job = len(self.requests)
+        self.finished[job] = JobResult(job, value, error, 0.0, time.perf_counter())
+
+
+def test_live_frames_go_to_the_engine_one_at_a_time_the_latest_wins_none_twice():
+    from LabelRegLib.live import LatestFrameQueue
+
+    engine = _Engine()
+    queue = LatestFrameQueue(engine, lambda frame: {"fixed": frame})
+    queue.submit(0)
+    for frame in range(1, 6):  # arrive while frame 0 is at the engine
+        queue.submit(frame)
+        assert queue.poll() == []
+    assert [r["fixed"] for r in engine.requests] == [0]
+    engine.finish("zero")
+    (first,) = queue.poll()  # frame 0's reply; the latest waiting frame (5) goes to the engine at once
+    assert (first.frame_id, first.value) == (1, "zero") and [r["fixed"] for r in engine.requests] == [0, 5]
+    engine.finish("five")
+    (second,) = queue.poll()
+    assert second.frame_id == 6 and second.latency_s >= 0 and queue.idle
+    assert (queue.submitted, queue.processed, queue.dropped) == (6, 2, 4)
 
 
 def test_a_failing_frame_is_reported_to_the_owner():
-    from LabelRegLib.live import LatestFrameWorker
+    from LabelRegLib.live import LatestFrameQueue
 
-    worker = LatestFrameWorker(lambda frame: 1 / frame)
-    worker.submit(0)
-    assert worker.wait_idle(10)
-    (result,) = worker.poll()
+    engine = _Engine()
+    queue = LatestFrameQueue(engine, lambda frame: {"fixed": frame})
+    queue.submit(0)
+    engine.finish(error=ZeroDivisionError("division by zero"))
+    (result,) = queue.poll()
     assert isinstance(result.error, ZeroDivisionError) and result.value is None
-    worker.stop()
 
 
 # ---------------------------------------------------------------- 7. no node leaks, visible results
@@ -367,18 +385,21 @@ def _count_by_class(scene) -> Counter:
     return Counter(scene.GetNthNode(i).GetClassName() for i in range(scene.GetNumberOfNodes()))
 
 
-def test_registrations_leave_only_their_declared_outputs_each_with_a_display_node(slicer, scene, modules, monkeypatch):
+def test_registering_again_updates_the_same_outputs_each_with_a_display_node(slicer, scene, modules, monkeypatch):
+    """Issue 24, 9: the hardened copy and the labelmap are made once and updated; the labelmap keeps the
+    segments' names and colours (its colour table is kept, and replaced, not piled up)."""
     LabelReg, _ = modules
     moving, fixed, segmentation = _phantom_nodes(slicer)
+    segmentation.GetSegmentation().GetNthSegment(0).SetColor(0.1, 0.9, 0.2)
     logic = LabelReg.LabelRegLogic()
     before = _count_by_class(scene)
-    outputs = []
+    transform, outputs = None, set()
     for _ in range(3):
         transform = logic.register(
-            moving, fixed, segmentationNode=segmentation, segmentationMode="harden", createLabelmap=True
+            moving, fixed, transform, segmentationNode=segmentation, segmentationMode="harden", createLabelmap=True
         )
-        outputs += [transform, logic.lastCarriedSegmentationNode, logic.lastLabelmapNode]
-        moving.SetAndObserveTransformNodeID(None)
+        outputs |= {transform, logic.lastCarriedSegmentationNode, logic.lastLabelmapNode}
+    assert len(outputs) == 3, "each registration updated the same three output nodes"
     added = _count_by_class(scene) - before
     display = {
         "vtkMRMLGridTransformNode": "vtkMRMLTransformDisplayNode",
@@ -388,17 +409,27 @@ def test_registrations_leave_only_their_declared_outputs_each_with_a_display_nod
     expected = Counter(node.GetClassName() for node in outputs) + Counter(
         display[node.GetClassName()] for node in outputs
     )
+    expected["vtkMRMLColorTableNode"] = 1  # the labelmap's, naming and colouring its values as the segments
     assert added == expected, f"added {dict(added)}, declared {dict(expected)}"
     for node in outputs:
         assert node.GetDisplayNode() is not None, f"{node.GetName()} has no display node"
+    colours = logic.lastLabelmapNode.GetDisplayNode().GetColorNode()
+    rgba = [0.0] * 4
+    colours.GetColor(1, rgba)
+    assert colours.GetColorName(1) == "gland" and np.allclose(rgba[:3], (0.1, 0.9, 0.2), atol=0.01)
 
     # the error path: a failure after the outputs were started leaves the scene as it was
     import LabelRegLib.registration
+
+    logic = LabelReg.LabelRegLogic(inProcess=True)  # the failure is planted in this process
 
     def broken(*args, **kwargs):
         raise RuntimeError("resampling failed")
 
     monkeypatch.setattr(LabelRegLib.registration, "resample_volume", broken)  # the labelmap's resampling
+    moving.SetAndObserveTransformNodeID(None)
+    segmentation.RemoveNodeReferenceIDs("labelRegOnUS")
+    segmentation.RemoveNodeReferenceIDs("labelRegLabelmapOnUS")
     counts = _count_by_class(scene)
     with pytest.raises(RuntimeError, match="resampling failed"):
         logic.register(moving, fixed, segmentationNode=segmentation, segmentationMode="harden", createLabelmap=True)
@@ -523,7 +554,9 @@ def test_the_moving_frame_is_a_node_reference_and_the_status_is_not_saved(slicer
     moving.SetAndObserveTransformNodeID(parent.GetID())
     logic = LabelReg.LabelRegLogic()
     transform = logic.register(moving, fixed)
-    assert transform.GetNodeReferenceID(LabelReg.MOVING_PARENT_REFERENCE) == parent.GetID()
+    from LabelRegLib.mrml_outputs import MOVING_PARENT_REFERENCE
+
+    assert transform.GetNodeReferenceID(MOVING_PARENT_REFERENCE) == parent.GetID()
     assert transform.GetAttribute("LabelReg.MovingParentTransformID") is None
     logic.register(moving, fixed, transform)  # the MR is under the transform now: its frame comes from the reference
     assert moving.GetTransformNodeID() == transform.GetID()

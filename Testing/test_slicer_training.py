@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from LabelRegLib.phantom import make_phantom_pair, write_phantom_folder
+from LabelRegLib.training_panel import can_resume, output_directory
 
 slicer_standalone = pytest.importorskip("LabelRegLib.slicer_standalone")
 pytestmark = pytest.mark.slow
@@ -31,9 +32,9 @@ def _parameters(logic, data, model, iterations=40):
 
 
 def _wait(logic, condition, timeout=300):
-    import LabelRegTraining
+    from LabelRegLib.self_tests import wait_for
 
-    return LabelRegTraining.LabelRegTrainingTest.waitFor(logic, condition, timeout)
+    return wait_for(logic, condition, timeout)
 
 
 def _process_tree(pid) -> list:
@@ -52,13 +53,13 @@ def test_start_stop_resume_finish_and_register(modules, phantom_folder, tmp_path
     logic.start(p)
     table = p.progressTable
     assert table is not None and table.GetNumberOfRows() == 0
-    assert _wait(logic, lambda: table.GetNumberOfRows() >= 3 and logic.canResume(str(p.outputModel))), p.status
+    assert _wait(logic, lambda: table.GetNumberOfRows() >= 3 and can_resume(str(p.outputModel))), p.status
     tree = _process_tree(logic.process.pid)
     started = time.monotonic()
     logic.stop()
     assert time.monotonic() - started < 5
     assert logic.state == "stopped" and not any(member.is_running() for member in tree)
-    checkpoint = torch.load(os.path.join(logic.outputDirectory(str(p.outputModel)), "checkpoint.pt"), weights_only=True)
+    checkpoint = torch.load(os.path.join(output_directory(str(p.outputModel)), "checkpoint.pt"), weights_only=True)
     assert checkpoint["step"] >= 1
     rows_before = table.GetNumberOfRows()
 
@@ -89,6 +90,28 @@ def test_start_stop_resume_finish_and_register(modules, phantom_folder, tmp_path
     assert slicer.util.arrayFromGridTransform(transform).shape == pair.fixed_image.shape + (3,)
 
 
+def test_the_training_survives_the_scene_closing_and_its_table_deleted(modules, phantom_folder, tmp_path, request):
+    """Issue 24, 3: closing the scene resets the parameter node, and the user may delete the table: the training
+    goes on, its curves go on in a new table holding every row, and the finished model is the real file."""
+    slicer, LabelReg, LabelRegTraining = modules
+    logic = LabelRegTraining.LabelRegTrainingLogic()
+    request.addfinalizer(logic.stop)
+    p = _parameters(logic, phantom_folder, tmp_path / "model.pt", iterations=30)
+    logic.start(p)
+    assert _wait(logic, lambda: p.progressTable.GetNumberOfRows() >= 2), p.status
+    slicer.mrmlScene.Clear(0)  # the scene closes: the parameter node is reset, the table is gone
+    assert _wait(logic, lambda: logic.getParameterNode().progressTable is not None), logic.getParameterNode().status
+    slicer.mrmlScene.RemoveNode(logic.getParameterNode().progressTable)  # the user deletes the new table too
+    assert _wait(logic, lambda: logic.state in ("finished", "crashed")), logic.getParameterNode().status
+    p = logic.getParameterNode()
+    assert logic.state == "finished" and p.status.startswith("Finished: model written to"), p.status
+    table = p.progressTable
+    steps = [table.GetTable().GetValue(r, 0).ToDouble() for r in range(table.GetNumberOfRows())]
+    assert steps[-1] == 30 and steps == sorted(steps) and len(steps) >= 30  # every row, none twice
+    extra = LabelReg.LabelRegLogic.modelCatalogue().extra
+    assert os.path.realpath(tmp_path / "model.pt") in extra and os.path.realpath("") not in extra
+
+
 def test_fine_tuning_starts_from_the_chosen_model_with_its_architecture(modules, phantom_folder, tmp_path, request):
     from LabelRegLib.model_file import read_model_payload
 
@@ -113,6 +136,7 @@ def test_fine_tuning_starts_from_the_chosen_model_with_its_architecture(modules,
 def test_bad_folders_are_reported_before_any_process_starts(modules, tmp_path):
     _slicer, _LabelReg, LabelRegTraining = modules
     logic = LabelRegTraining.LabelRegTrainingLogic()
+    process = logic.process  # the session's training process (another test's, or none)
     write_phantom_folder(tmp_path / "data", n_pairs=3)
     pair = make_phantom_pair(0)
     from LabelRegLib.io import write_volume
@@ -131,7 +155,7 @@ def test_bad_folders_are_reported_before_any_process_starts(modules, tmp_path):
     p.dataFolder = tmp_path / "nothing"
     text, problems = logic.summariseData(p)
     assert any("moving_images: missing folder" in line for line in problems)
-    assert logic.process is None
+    assert logic.process is process
 
 
 def test_a_training_killed_from_outside_is_reported(modules, phantom_folder, tmp_path, request):

@@ -17,6 +17,9 @@ class InputError(LabelRegError, ValueError):
         self.problem = problem
         super().__init__(f"{self.source}: {problem}" if self.source else problem)
 
+    def __reduce__(self):  # pickled with its two arguments (the registration worker sends errors back)
+        return type(self), (self.source, self.problem)
+
 
 class ModelFileError(LabelRegError, ValueError):
     """A model file that is missing, truncated, tampered with, or not a LabelReg model."""
@@ -25,6 +28,9 @@ class ModelFileError(LabelRegError, ValueError):
         self.source = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+    def __reduce__(self):
+        return type(self), (self.source, self.problem)
 
 
 class DeviceError(LabelRegError, RuntimeError):

@@ -23,16 +23,22 @@ class ModelCatalogue:
     """Model files offered to the user, their summaries, and a cache of loaded :class:`Registrar` objects."""
 
     def __init__(self, bundled: str | Path | None = None):
-        self.bundled = str(Path(bundled or default_model_path()).resolve())
+        self.bundled = self.resolved(bundled or default_model_path())
         self.extra: list[str] = []  # trained or browsed this session, in the order they came
         self.observers: list[Callable[[], None]] = []  # run when the list changes (the panel refreshes)
         self._registrars: dict = {}  # (path, device, size, mtime_ns) -> Registrar
-        self._devices: list[str] | None = None
+        # the compute devices torch can use, as the registration worker reported them (None: not known yet)
+        self.devices: list[str] | None = None
+
+    @staticmethod
+    def resolved(path: str | Path) -> str:
+        """The absolute path the catalogue lists a model file under."""
+        return str(Path(path).resolve())
 
     # ------------------------------------------------------------ the list
     def add(self, path: str | Path) -> None:
         """Offer a model file (a finished training, a file the user picked) and tell the observers."""
-        path = str(Path(path).resolve())
+        path = self.resolved(path)
         if path != self.bundled and path not in self.extra:
             self.extra.append(path)
         for observer in list(self.observers):
@@ -40,7 +46,7 @@ class ModelCatalogue:
 
     def models(self, extra: tuple = ()) -> list[tuple[str, str]]:
         """``(label, path)`` of the bundled model, then every other model offered (``extra`` too)."""
-        paths = self.extra + [str(Path(p).resolve()) for p in extra if p and str(Path(p).resolve()) not in self.extra]
+        paths = self.extra + [self.resolved(p) for p in extra if p and self.resolved(p) not in self.extra]
         listed = [("Bundled LocalNet (default)", self.bundled)]
         for path in paths:
             if path != self.bundled:
@@ -62,15 +68,15 @@ class ModelCatalogue:
 
     # ------------------------------------------------------------ devices
     def device_summary(self) -> str:
-        """The compute devices torch can use; computed once, and only once torch is loaded anyway
-        (by the first registration), so that showing it never imports torch."""
-        if self._devices is None:
+        """The compute devices torch can use: those the registration worker reported, or this process's
+        once torch is loaded here anyway; showing it never imports torch."""
+        if self.devices is None:
             if "torch" not in sys.modules:
                 return "devices: listed after the first registration"
             from .device import available_devices
 
-            self._devices = available_devices()
-        return "available: " + ", ".join(self._devices)
+            self.devices = available_devices()
+        return "available: " + ", ".join(self.devices)
 
     # ------------------------------------------------------------ loaded models
     def registrar(self, path: str | Path | None = None, device: str = "auto"):
@@ -79,7 +85,7 @@ class ModelCatalogue:
         from .device import select_device
         from .registration import Registrar
 
-        path = str(Path(path or self.bundled).resolve())
+        path = self.resolved(path or self.bundled)
         stat = os.stat(path) if os.path.isfile(path) else None
         resolved = str(select_device(device))
         key = (path, resolved, stat.st_size if stat else None, stat.st_mtime_ns if stat else None)

@@ -86,14 +86,6 @@ def update_volume_node(node, volume: Volume) -> None:
     slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array))
 
 
-def displacement_to_local(displacement: Volume, world_to_local: np.ndarray) -> Volume:
-    """Re-express a world-to-world field ``x -> x + u(x)`` as world-to-node-local: ``x -> M (x + u(x))``."""
-    from .registration import compose_with_initial
-
-    field = compose_with_initial(displacement.array.astype(np.float64), displacement, world_to_local)
-    return displacement.with_array(field.astype(np.float32))
-
-
 def set_grid_transform(transform_node, displacement: Volume) -> None:
     """Store a RAS displacement field (``[K, J, I, 3]`` mm on its grid) as the node's transform from parent."""
     import vtk

@@ -11,13 +11,15 @@ No true label is used: this is available on every new pair.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .glands import Gland
 from .metrics import dice
-from .spatial import resample_volume
 from .volume import Volume
+
+if TYPE_CHECKING:  # imported where used: a Quality unpickles without torch (the registration worker's replies)
+    from .glands import Gland
 
 QUALITY_COLUMNS = ("quality_dice", "quality_centroid_mm", "quality_flag")
 
@@ -51,6 +53,9 @@ class Quality:
 def quality_score(moving: Gland, fixed: Gland, displacement: Volume, threshold: float | None = None) -> Quality:
     """Compare the predicted MR gland, moved by the registration's ``displacement`` (RAS mm on the fixed grid:
     fixed ``x`` -> moving ``x + u(x)``), with the predicted US gland on its segmentation grid."""
+    from .glands import Gland
+    from .spatial import resample_volume
+
     if not (moving.found and fixed.found):
         return Quality(0.0, float("nan"), threshold)
     grid = fixed.probability

@@ -84,6 +84,18 @@ class ParameterNodePanel:
             self.bind()
 
 
+def fill_model_list(comboBox, catalogue, chosen: str) -> None:
+    """Fill the LabelReg panel's model list from the :class:`~LabelRegLib.model_catalogue.ModelCatalogue` (each
+    item's data is the file's path) and select ``chosen`` (the bundled model when ""), without signalling."""
+    comboBox.blockSignals(True)
+    comboBox.clear()
+    for label, path in catalogue.models(extra=(chosen,) if chosen else ()):
+        comboBox.addItem(label, path)
+    index = comboBox.findData(catalogue.resolved(chosen) if chosen else catalogue.bundled)
+    comboBox.setCurrentIndex(max(index, 0))
+    comboBox.blockSignals(False)
+
+
 def _modifiedEvent() -> int:
     import vtk
 

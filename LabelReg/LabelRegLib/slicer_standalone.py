@@ -250,3 +250,25 @@ def install():
             sys.path.insert(0, str(folder))
     slicer._labelreg_harness = True
     return slicer
+
+
+def run_event_loop(on_tick, until, tick_s: float = 0.02, hold_gil: bool = True, timeout_s: float = 120.0) -> float:
+    """Run ``on_tick()`` every ``tick_s`` until ``until()`` is true, as Slicer's main thread runs a ``QTimer``'s
+    Python callback; returns the seconds it took (``TimeoutError`` after ``timeout_s``).
+
+    Between two ticks Slicer's main thread waits in the Qt event loop, in C++, holding Python's GIL
+    (PythonQt's thread support is off; docs/design.md, "Slicer specifics"). ``hold_gil`` reproduces that
+    with a C ``usleep`` called through ``ctypes.PyDLL``, which keeps the GIL; ``hold_gil=False`` waits with
+    ``time.sleep``, which releases it. POSIX only (``usleep``).
+    """
+    import ctypes
+    import time
+
+    wait = ctypes.PyDLL(None).usleep if hold_gil else (lambda microseconds: time.sleep(microseconds / 1e6))
+    started = time.perf_counter()
+    while not until():
+        if time.perf_counter() - started > timeout_s:
+            raise TimeoutError(f"not done after {timeout_s:g} s of event loop")
+        wait(int(tick_s * 1e6))
+        on_tick()
+    return time.perf_counter() - started

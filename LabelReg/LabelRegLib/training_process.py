@@ -22,6 +22,7 @@ import atexit
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,9 +31,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-# Started with ``python -u -c BOOTSTRAP <folder holding LabelRegLib> train ...``: the folder is put first on
-# sys.path, so the process runs the LabelRegLib of the caller, not one that PYTHONPATH happens to find.
-BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv.pop(1)); from LabelRegLib.cli import main; sys.exit(main())"
+# Started with ``python -u -c BOOTSTRAP <folder holding LabelRegLib> <module> ...``: the folder is put first on
+# sys.path, so the process runs the LabelRegLib of the caller, not one that PYTHONPATH happens to find, and the
+# module's ``main()`` parses the rest.
+BOOTSTRAP = (
+    "import sys, importlib; sys.path.insert(0, sys.argv.pop(1)); "
+    "sys.exit(importlib.import_module('LabelRegLib.' + sys.argv.pop(1)).main())"
+)
 CREATE_NO_WINDOW = 0x08000000  # Windows process creation flag (subprocess.CREATE_NO_WINDOW, Windows-only attribute)
 
 
@@ -43,25 +48,40 @@ def library_folder() -> str:
     return str(Path(LabelRegLib.__file__).resolve().parent.parent)
 
 
+def python_executable() -> str:
+    """The Python to start LabelReg's processes with: Slicer's ``PythonSlicer`` inside Slicer (the same
+    packages as Slicer's own Python), else this interpreter."""
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+def library_command(python: str, module: str, arguments: list[str]) -> list[str]:
+    """``python`` running ``LabelRegLib.<module>.main()`` from :func:`library_folder` with ``arguments``, unbuffered."""
+    return [python, "-u", "-c", BOOTSTRAP, library_folder(), module, *arguments]
+
+
 def train_command(python: str, arguments: list[str], parent_pid: int | None = None) -> list[str]:
     """``python`` running ``labelreg train ARGUMENTS --progress-json`` from :func:`library_folder`, unbuffered."""
-    command = [python, "-u", "-c", BOOTSTRAP, library_folder(), "train", *arguments, "--progress-json"]
+    command = library_command(python, "cli", ["train", *arguments, "--progress-json"])
     if parent_pid is not None:
         command += ["--exit-with-parent", str(parent_pid)]
     return command
 
 
+def hidden_window_options() -> dict:
+    """``subprocess.Popen`` options that start a process without a console window on Windows (none elsewhere)."""
+    if os.name != "nt":
+        return {}
+    info = subprocess.STARTUPINFO()
+    info.dwFlags = subprocess.STARTF_USESHOWWINDOW
+    info.wShowWindow = 0  # SW_HIDE
+    return {"startupinfo": info}
+
+
 def launch_hidden(arguments: list[str]) -> subprocess.Popen:
     """Start a process with stdout and stderr piped together as text, without a console window on Windows
     (what ``slicer.util.launchConsoleProcess`` does; this is its stand-in outside Slicer)."""
-    options = {}
-    if os.name == "nt":
-        info = subprocess.STARTUPINFO()
-        info.dwFlags = subprocess.STARTF_USESHOWWINDOW
-        info.wShowWindow = 0  # SW_HIDE
-        options["startupinfo"] = info
     return subprocess.Popen(
-        arguments, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, **options
+        arguments, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, **hidden_window_options()
     )
 
 
@@ -161,9 +181,12 @@ def end_process_tree(process: subprocess.Popen, timeout: float = 10.0) -> None:
         process.wait(timeout=timeout / 2)
 
 
-def watch_parent(pid: int, on_gone: Callable[[], None] | None = None, interval_s: float = 1.0) -> threading.Thread:
+def watch_parent(
+    pid: int, on_gone: Callable[[], None] | None = None, interval_s: float = 1.0, what: str = "labelreg train"
+) -> threading.Thread:
     """Call ``on_gone`` (default: interrupt the main thread, which the ``labelreg`` command reports as
-    "interrupted") once process ``pid`` has ended; checks every ``interval_s`` in a daemon thread."""
+    "interrupted") once process ``pid`` has ended; checks every ``interval_s`` in a daemon thread. ``what``
+    names this process in the message."""
     import _thread
 
     on_gone = on_gone or _thread.interrupt_main
@@ -172,7 +195,7 @@ def watch_parent(pid: int, on_gone: Callable[[], None] | None = None, interval_s
         while process_alive(pid):
             time.sleep(interval_s)
         print(
-            f"labelreg train: the process that started this training ({pid}) has ended; stopping",
+            f"{what}: the process that started it ({pid}) has ended; stopping",
             file=sys.stderr,
             flush=True,
         )
@@ -200,6 +223,7 @@ class TrainingProcess:
         self.state = "idle"
         self.progress: dict = {}  # the latest values of every progress field (step, total, loss, val_dice, ...)
         self.output_tail: list[str] = []  # the last lines that were not progress records (errors, warnings)
+        self.context: dict = {}  # what the caller keeps with this run (the panel: its output model, its table)
         self._lines: queue.Queue = queue.Queue()
         self._registered_exit = False
 

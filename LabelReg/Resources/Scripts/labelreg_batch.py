@@ -116,6 +116,24 @@ def _cases(args, parser) -> list:
     return [case for _n, case in rows]
 
 
+def _ensure_dependencies(logic, parser) -> None:
+    """torch and nibabel installed (in Slicer, through the PyTorch extension and pip, without asking: nobody is
+    there to answer); where that is not possible, one line says how, before any case runs."""
+    missing = logic.missingDependencies()
+    if not missing:
+        return
+    try:
+        if logic.ensureDependencies(askUser=False) and not logic.missingDependencies():
+            return
+        reason = "the install did not make them importable"
+    except Exception as error:  # no PyTorch extension, no pip: say what to do instead
+        reason = str(error).splitlines()[0]
+    parser.error(
+        f"{', '.join(missing)} not installed and not installable here ({reason}); open the LabelReg module in "
+        "Slicer once and click Register (it offers to install them), or pip install torch nibabel in this Python"
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="labelreg_batch.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--moving")
@@ -138,12 +156,13 @@ def main(argv=None) -> int:
     import LabelReg
     from LabelRegLib.errors import LabelRegError
 
+    _ensure_dependencies(LabelReg.LabelRegLogic, parser)
     try:
         cases = _cases(args, parser)
     except LabelRegError as error:
         print(f"labelreg_batch.py: error: {error}", file=sys.stderr, flush=True)
         return 2
-    logic = LabelReg.LabelRegLogic()
+    logic = LabelReg.LabelRegLogic(inProcess=True)  # a headless job registers in its own process: no worker
     options = {"modelPath": args.model, "device": args.device, "initialAlignment": args.init}
     failures = 0
     for case in cases:
