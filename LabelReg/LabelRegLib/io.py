@@ -31,7 +31,7 @@ VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
 def file_suffix(path: str | Path) -> str:
     """The format suffix of a path, with double suffixes such as ``.nii.gz`` and ``.seg.nrrd`` kept whole."""
     name = Path(path).name.lower()
-    for suffix in (".nii.gz", ".seg.nrrd") + VOLUME_SUFFIXES + (".h5", ".hdf5", ".tfm", ".txt"):
+    for suffix in (".nii.gz", ".seg.nrrd", ".mrk.json") + VOLUME_SUFFIXES + (".h5", ".hdf5", ".tfm", ".txt"):
         if name.endswith(suffix):
             return suffix
     return Path(path).suffix.lower()

@@ -18,6 +18,7 @@ the seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -34,6 +35,8 @@ class PhantomPair:
     fixed_labels: list[Volume]
     true_displacement: Volume  # RAS mm [K, J, I, 3] on the fixed grid: fixed x -> moving x + u(x)
     name: str
+    # the known deformation itself: fixed RAS mm points [..., 3] -> moving RAS mm, exact anywhere (not only on the grid)
+    true_mapping: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def _rotation(angles_rad) -> np.ndarray:
@@ -184,6 +187,7 @@ def make_phantom_pair(seed: int = 0, oblique: bool = False, fov_offset_mm=(0.0, 
         fixed_labels=[Volume(m, fixed_matrix, f"{name}_us_label{n}") for n, m in enumerate(anatomy.labels(mapped))],
         true_displacement=Volume((mapped - fixed_points).astype(np.float32), fixed_matrix, f"{name}_true_displacement"),
         name=name,
+        true_mapping=deformation,
     )
 
 
