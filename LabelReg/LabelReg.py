@@ -16,7 +16,12 @@ import time
 from typing import Annotated
 
 import slicer
-from slicer import vtkMRMLGridTransformNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import (
+    vtkMRMLGridTransformNode,
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+)
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
@@ -63,6 +68,7 @@ class LabelRegParameterNode:
     segmentation: vtkMRMLSegmentationNode
     segmentationMode: Annotated[str, Choice(["transform", "harden"])] = "transform"
     createLabelmap: bool = False
+    targets: vtkMRMLMarkupsFiducialNode  # biopsy targets on the MR, shown on the US
     showGlands: bool = False
     autoUpdate: bool = False
 
@@ -171,17 +177,16 @@ class LabelRegWidget(ScriptedLoadableModuleWidget):
                 if self.logic.ensureDependencies(askUser=True):
                     self._startLive()
 
+    def _options(self) -> dict:
+        """The registration options the panel sets (as :meth:`LabelRegLogic.register` names them)."""
+        p = self._parameterNode
+        names = ("device", "initialAlignment", "applyToMoving")
+        return {"modelPath": p.modelPath or None, **{name: getattr(p, name) for name in names}}
+
     def _startLive(self) -> None:
         p = self._parameterNode
         self.logic.startLiveUpdate(
-            p.movingVolume,
-            p.fixedVolume,
-            p.outputTransform,
-            onUpdate=self._showStatus,
-            modelPath=p.modelPath or None,
-            device=p.device,
-            initialAlignment=p.initialAlignment,
-            applyToMoving=p.applyToMoving,
+            p.movingVolume, p.fixedVolume, p.outputTransform, onUpdate=self._showStatus, **self._options()
         )
 
     def onRegisterButton(self) -> None:
@@ -189,18 +194,14 @@ class LabelRegWidget(ScriptedLoadableModuleWidget):
             if not self.logic.ensureDependencies(askUser=True):
                 return
             p = self._parameterNode
+            carried = {
+                "segmentationNode": p.segmentation,
+                "segmentationMode": p.segmentationMode,
+                "targetsNode": p.targets,
+            }
+            carried.update(createLabelmap=p.createLabelmap, showGlands=p.showGlands)
             p.outputTransform = self.logic.register(
-                p.movingVolume,
-                p.fixedVolume,
-                p.outputTransform,
-                modelPath=p.modelPath or None,
-                device=p.device,
-                initialAlignment=p.initialAlignment,
-                applyToMoving=p.applyToMoving,
-                segmentationNode=p.segmentation,
-                segmentationMode=p.segmentationMode,
-                createLabelmap=p.createLabelmap,
-                showGlands=p.showGlands,
+                p.movingVolume, p.fixedVolume, p.outputTransform, **carried, **self._options()
             )
             self._showStatus(self.logic.lastStatus)
             self._updateButtons()  # the device list is known now
@@ -211,10 +212,8 @@ class LabelRegWidget(ScriptedLoadableModuleWidget):
 class LabelRegLogic(ScriptedLoadableModuleLogic):
     """Registration on MRML nodes, callable without any GUI (the batch script and the self-test use it).
 
-    Models are listed, summarised and loaded through one ``ModelCatalogue`` shared by every logic instance of
-    the session (:meth:`modelCatalogue`); registrations run in one registration worker process shared the
-    same way (:meth:`engine`), or, with ``inProcess`` (a headless batch job, which holds no Qt event loop),
-    in this process.
+    The session's model list (:meth:`modelCatalogue`) and registration worker (:meth:`engine`) are shared by
+    every logic; with ``inProcess`` (a headless batch job, which holds no Qt event loop) it registers in this process.
     """
 
     def __init__(self, inProcess: bool = False) -> None:
@@ -273,8 +272,7 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         """Send one request to the engine and wait for its reply (its error raised here)."""
         engine = self.engine()
         reply = engine.wait(engine.submit(request))
-        if engine.devices is not None:
-            self.modelCatalogue().devices = engine.devices
+        self.modelCatalogue().devices = engine.devices or self.modelCatalogue().devices
         if reply.error is not None:
             raise reply.error
         return reply.value
@@ -293,6 +291,7 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         segmentationMode: str = "transform",
         createLabelmap: bool = False,
         showGlands: bool = False,
+        targetsNode=None,
     ):
         """Register the moving MR to the fixed US; return the grid transform node (created if not given).
 
@@ -301,7 +300,9 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         the transform (``transform``) or copied and hardened onto the US (``harden``, ``lastCarriedSegmentationNode``);
         ``createLabelmap`` also resamples its segments onto the US grid, names and colours kept (``lastLabelmapNode``).
         Registering again updates these nodes. The self-check is in the status line and the transform's attributes;
-        ``showGlands`` shows the predicted glands (``lastGlandNodes``). On an error the scene is left as it was.
+        ``showGlands`` shows the predicted glands (``lastGlandNodes``); a point list of MR targets (``targetsNode``,
+        drawn in the MR's frame) is put under the transform, so it is shown on the US and follows every registration
+        and live frame. On an error the scene is left as it was.
         """
         import numpy as np
 
@@ -313,8 +314,8 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         scene = slicer.mrmlScene
         frame = outputs.moving_frame(scene, movingVolumeNode, outputTransformNode)
         fixed = outputs.fixed_volume(fixedVolumeNode)
-        outputs.check_segmentation_frame(segmentationNode, frame, outputTransformNode)
-        with outputs.unchanged_on_error(scene, movingVolumeNode, segmentationNode):
+        outputs.check_same_frame((segmentationNode, targetsNode), frame, outputTransformNode)
+        with outputs.unchanged_on_error(scene, movingVolumeNode, segmentationNode, targetsNode):
             labels, colours = (None, None)
             if segmentationNode is not None and createLabelmap:
                 labels, colours = outputs.segments_as_labels(scene, segmentationNode)
@@ -323,6 +324,8 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
                                        world_to_moving=np.linalg.inv(frame.to_world)))  # fmt: skip
             nodes = (movingVolumeNode, fixedVolumeNode, outputTransformNode)
             transform = self._apply(reply, started, nodes, frame, applyToMoving, showGlands)
+            if targetsNode is not None:
+                targetsNode.SetAndObserveTransformNodeID(transform.GetID())  # Slicer inverts the grid for points
             self.lastCarriedSegmentationNode, self.lastLabelmapNode = (
                 outputs.carry_segments(
                     scene, segmentationNode, segmentationMode, transform, fixedVolumeNode, reply.labels, colours

@@ -158,3 +158,32 @@ def test_a_bad_point_file_is_refused_in_one_line_naming_it(tmp_path, text, probl
     (tmp_path / "points.csv").write_text(text)
     with pytest.raises(InputError, match=problem):
         read_points(tmp_path / "points.csv")
+
+
+def test_register_maps_the_moving_points_as_map_points_does(pair, tmp_path):
+    from LabelRegLib.io import write_volume
+    from LabelRegLib.metrics import centroid_ras
+
+    write_volume(pair.moving_image, tmp_path / "mr.nii.gz")
+    write_volume(pair.fixed_image, tmp_path / "us.nii.gz")
+    centroids = [centroid_ras(label) for label in pair.moving_labels[1:]]
+    rows = "".join(f"landmark {n},{p[0]},{p[1]},{p[2]}\n" for n, p in enumerate(centroids, 1))
+    (tmp_path / "targets.csv").write_text("label,r,a,s\n" + rows)
+    common = ("--moving", tmp_path / "mr.nii.gz", "--fixed", tmp_path / "us.nii.gz", "--moving-points")
+    alone = run_labelreg("register", *common, tmp_path / "targets.csv", "--output-transform", tmp_path / "t.h5")
+    assert alone.returncode == 2 and "--moving-points and --points-on-fixed go together" in alone.stderr
+    result = run_labelreg(
+        "register", *common, tmp_path / "targets.csv", "--points-on-fixed", tmp_path / "on_us.csv",
+        "--output-transform", tmp_path / "t.h5",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "point(s) onto the US, inversion residual at most" in result.stdout
+    check = run_labelreg(
+        "map-points", "--transform", tmp_path / "t.h5", "--points", tmp_path / "targets.csv",
+        "--output", tmp_path / "check.csv", "--to", "us",
+    )  # fmt: skip
+    assert check.returncode == 0, check.stderr
+    on_us = read_points(tmp_path / "on_us.csv")
+    assert on_us.labels == [f"landmark {n}" for n in range(1, len(centroids) + 1)]
+    assert np.allclose(on_us.ras, read_points(tmp_path / "check.csv").ras, atol=1e-3)
+    assert (tmp_path / "on_us.csv").read_text().splitlines()[0] == "label,r,a,s,residual_mm"

@@ -309,7 +309,10 @@ def _write_case(slicer, pair, folder):
 
 
 def test_batch_script_under_plain_python_matches_the_logic(slicer, scene, LabelReg, tmp_path):
+    from LabelRegLib.cli import main
     from LabelRegLib.io import read_volume
+    from LabelRegLib.metrics import centroid_ras
+    from LabelRegLib.point_files import read_points
     from LabelRegLib.transform_io import read_displacement
 
     pairs = [make_phantom_pair(seed) for seed in (1001, 1002)]
@@ -324,7 +327,13 @@ def test_batch_script_under_plain_python_matches_the_logic(slicer, scene, LabelR
                 "segmentation": tmp_path / f"{pair.name}_mr.seg.nrrd",
                 "output_segmentation": tmp_path / f"{pair.name}_on_us.seg.nrrd",
                 "output_labelmap": tmp_path / f"{pair.name}_labels_on_us.nrrd",
+                "moving_points": tmp_path / f"{pair.name}_targets.csv",
+                "points_on_fixed": tmp_path / f"{pair.name}_targets_on_us.csv",
             }
+        )
+        centroids = [centroid_ras(label) for label in pair.moving_labels[1:]]
+        rows[-1]["moving_points"].write_text(
+            "label,r,a,s\n" + "".join(f"landmark {n},{p[0]},{p[1]},{p[2]}\n" for n, p in enumerate(centroids, 1))
         )
     with open(tmp_path / "cases.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -355,7 +364,45 @@ def test_batch_script_under_plain_python_matches_the_logic(slicer, scene, LabelR
         assert labelmap.same_geometry(pair.fixed_image, atol=1e-3)
         assert {0.0, 1.0, 2.0} >= set(np.unique(labelmap.array))
         assert row["output_segmentation"].is_file()
+        # the targets on the US: as labelreg map-points --to us maps them through the written transform
+        assert main(["map-points", "--transform", str(row["output_transform"]), "--points",
+                     str(row["moving_points"]), "--output", str(tmp_path / "check.csv"), "--to", "us",
+                     "--overwrite"]) == 0  # fmt: skip
+        assert np.allclose(read_points(row["points_on_fixed"]).ras, read_points(tmp_path / "check.csv").ras, atol=1e-3)
         slicer.mrmlScene.Clear(0)
+
+
+def test_mr_targets_shown_on_the_us_are_where_map_points_puts_them(slicer, scene, LabelReg, tmp_path):
+    """Issue 27: a point list of MR targets (in the MR's frame, under its pose) goes under the output transform:
+    Slicer inverts the grid itself, and the targets it shows on the US are map-points --to us within 0.1 mm,
+    after registering again too."""
+    from LabelRegLib.cli import main
+    from LabelRegLib.metrics import centroid_ras
+    from LabelRegLib.point_files import read_points
+
+    pair, moving, fixed, _segmentation, parent = _phantom_scene(slicer)
+    to_local = vtk.vtkMatrix4x4()
+    parent.GetMatrixTransformFromWorld(to_local)
+    local = np.array([[to_local.GetElement(r, c) for c in range(4)] for r in range(4)])
+    targets = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "biopsy targets")
+    targets.SetAndObserveTransformNodeID(parent.GetID())
+    for n, label in enumerate(pair.moving_labels[1:], 1):  # the landmarks' centres, in the MR's own frame
+        targets.AddControlPoint(*(local[:3, :3] @ centroid_ras(label) + local[:3, 3]), f"landmark {n}")
+    logic = LabelReg.LabelRegLogic()
+    transform = logic.register(moving, fixed, targetsNode=targets)
+    transform = logic.register(moving, fixed, transform, targetsNode=targets)  # again: the targets follow
+    assert targets.GetTransformNodeID() == transform.GetID()
+    storage = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTransformStorageNode")
+    storage.SetFileName(str(tmp_path / "mr_to_us.h5"))
+    assert storage.WriteData(transform)
+    count = targets.GetNumberOfControlPoints()
+    rows = [f"{targets.GetNthControlPointLabel(n)},{','.join(map(str, targets.GetNthControlPointPosition(n)))}"
+            for n in range(count)]  # fmt: skip
+    (tmp_path / "targets.csv").write_text("label,r,a,s\n" + "\n".join(rows) + "\n")
+    assert main(["map-points", "--transform", str(tmp_path / "mr_to_us.h5"), "--points", str(tmp_path / "targets.csv"),
+                 "--output", str(tmp_path / "on_us.csv"), "--to", "us"]) == 0  # fmt: skip
+    shown = np.array([targets.GetNthControlPointPositionWorld(n) for n in range(count)])
+    assert np.linalg.norm(shown - read_points(tmp_path / "on_us.csv").ras, axis=-1).max() < 0.1
 
 
 def test_bad_input_gives_clear_messages_and_leaves_no_nodes(slicer, scene, LabelReg, tmp_path):

@@ -97,6 +97,10 @@ def _add_register_parser(commands):
         parser.add_argument("--warped-image", help="moving image resampled on the fixed grid")
         parser.add_argument("--moving-label", help="moving label / landmark file to warp (3D, 4D or .seg.nrrd)")
         parser.add_argument("--warped-label", help="output of the warped labels on the fixed grid")
+        parser.add_argument("--moving-points", help="MR points (biopsy targets, .csv or .mrk.json) to map onto the US")
+        parser.add_argument(
+            "--points-on-fixed", help="output of those points on the US (as labelreg map-points --to us writes them)"
+        )
         parser.add_argument(
             "--output-glands",
             metavar="DIR",
@@ -111,7 +115,7 @@ def _add_register_parser(commands):
         parser.add_argument(
             "--pairs",
             help="CSV with columns moving, fixed, output_transform[, warped_image, moving_label, warped_label, "
-            "moving_gland, fixed_gland]",
+            "moving_gland, fixed_gland, moving_points, points_on_fixed]",
         )
         parser.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input)")
         _add_mirror_option(parser)
@@ -146,6 +150,7 @@ def _add_mirror_option(parser) -> None:
 
 def _check_register_jobs(jobs: list, model: str | None, overwrite: bool, source: str | None = None) -> None:
     """Every job's outputs checked against every input, every other output and the disk, before any work."""
+    from .io import file_suffix
     from .outputs import check_rows
     from .pairs_csv import COMMAND_LINE_COLUMNS, columns_of
 
@@ -156,8 +161,11 @@ def _check_register_jobs(jobs: list, model: str | None, overwrite: bool, source:
             raise LabelRegError(
                 f"{where}{job['moving']}: nothing to write; give --output-transform, --warped-image or --warped-label"
             )
-        if bool(job.get("moving_label")) != bool(job.get("warped_label")):
-            raise LabelRegError(f"{where}--moving-label and --warped-label go together")
+        for given, wanted in (("moving_label", "warped_label"), ("moving_points", "points_on_fixed")):
+            if bool(job.get(given)) != bool(job.get(wanted)):
+                raise LabelRegError(f"{where}{inputs[given]} and {outputs[wanted][0]} go together")
+        if job.get("moving_points") and file_suffix(job["moving_points"]) != file_suffix(job["points_on_fixed"]):
+            raise LabelRegError(f"{where}--points-on-fixed: write the points as {file_suffix(job['moving_points'])}")
     check_rows(jobs, inputs, outputs, overwrite, source, model)
 
 
@@ -218,6 +226,13 @@ def _register_one(registrar, job: dict, alignment):
     for gland, image, column in zip(result.glands, (moving, fixed), ("moving_gland", "fixed_gland")):
         if job.get(column):
             _write_gland(gland, image, job[column])
+    if job.get("moving_points"):
+        from .point_mapping import map_point_file
+
+        _points, _mapped, residual_mm = map_point_file(
+            result.displacement, job["moving_points"], job["points_on_fixed"]
+        )
+        print(f"  {len(residual_mm)} point(s) onto the US, inversion residual at most {residual_mm.max():.4f} mm")
     print(f"{Path(job['moving']).name} -> {Path(job['fixed']).name}: {result.runtime_s:.2f} s on {result.device}")
     if result.quality is not None:
         print(f"  {result.quality.text()}")
@@ -347,19 +362,13 @@ def _add_map_points_parser(commands):
 def run_map_points(args) -> int:
     from .io import file_suffix
     from .outputs import check_outputs
-    from .point_files import read_points, write_points
-    from .point_mapping import FieldMapper
+    from .point_mapping import map_point_file
     from .transform_io import read_displacement
 
     inputs = {"--transform": args.transform, "--points": args.points}
     check_outputs({"--output": args.output}, inputs, args.overwrite, {"--output": (file_suffix(args.points),)})
-    points = read_points(args.points)
-    mapper = FieldMapper(read_displacement(args.transform), source=str(args.points))
-    if args.to == "us":
-        mapped, residual_mm = mapper.to_us(points.ras, points.labels)
-    else:
-        mapped, residual_mm = mapper.to_mr(points.ras, points.labels), None
-    write_points(points.with_positions(mapped), args.output, residual_mm)
+    displacement = read_displacement(args.transform)
+    points, mapped, residual_mm = map_point_file(displacement, args.points, args.output, args.to)
     for n, label in enumerate(points.labels):
         line = f"{label}: RAS {_ras(points.ras[n])} -> {_ras(mapped[n])}"
         print(line + (f" (residual {residual_mm[n]:.4f} mm)" if residual_mm is not None else ""))

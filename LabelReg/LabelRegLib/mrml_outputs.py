@@ -76,14 +76,16 @@ def fixed_volume(fixed_node) -> Volume:
     return volume_from_node(fixed_node, "fixed volume")
 
 
-def check_segmentation_frame(segmentation_node, frame: MovingFrame, output_transform_node) -> None:
-    """A segmentation to carry must be drawn in the MR's frame (same parent transform, or the output transform)."""
+def check_same_frame(nodes, frame: MovingFrame, output_transform_node) -> None:
+    """What is carried onto the US (a segmentation, targets) must be drawn in the MR's frame: the same parent
+    transform as the MR, or the output transform (registering again)."""
     same = {frame.parent_id} | ({output_transform_node.GetID()} if output_transform_node else set())
-    if segmentation_node is not None and segmentation_node.GetTransformNodeID() not in same:
-        raise InputError(
-            segmentation_node.GetName(),
-            "is not in the moving volume's frame: give it the same parent transform as the MR (or none), then register again",
-        )
+    for node in nodes:
+        if node is not None and node.GetTransformNodeID() not in same:
+            raise InputError(
+                node.GetName(),
+                "is not in the moving volume's frame: give it the same parent transform as the MR (or none), then register again",
+            )
 
 
 @contextmanager

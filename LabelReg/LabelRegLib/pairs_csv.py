@@ -5,7 +5,9 @@ Every column is named like the option it stands for (``output_transform`` is
 reads ``moving_label`` and writes ``warped_image`` and ``warped_label``; the
 batch script, which runs in Slicer, reads ``segmentation`` (``.seg.nrrd``) and
 writes ``output_segmentation`` and ``output_labelmap``; ``moving_gland`` and
-``fixed_gland`` receive the predicted glands (``--output-glands``). A column the tool does
+``fixed_gland`` receive the predicted glands (``--output-glands``); both read
+``moving_points`` (MR targets, ``.csv`` or ``.mrk.json``) and write them mapped
+onto the US as ``points_on_fixed`` (:mod:`.point_mapping`). A column the tool does
 not handle is refused, not ignored. Row numbers are the file's line numbers.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from .errors import InputError
 from .io import VOLUME_SUFFIXES
 from .outputs import TRANSFORM_OUTPUT_SUFFIXES
+from .point_files import POINT_SUFFIXES
 
 # column -> the option it stands for
 INPUT_COLUMNS = {
@@ -24,6 +27,7 @@ INPUT_COLUMNS = {
     "fixed": "--fixed",
     "moving_label": "--moving-label",
     "segmentation": "--segmentation",
+    "moving_points": "--moving-points",
 }
 # column -> (the option it stands for, the file types it may be written as)
 OUTPUT_COLUMNS = {
@@ -34,6 +38,7 @@ OUTPUT_COLUMNS = {
     "output_labelmap": ("--output-labelmap", VOLUME_SUFFIXES),
     "moving_gland": ("--output-glands (moving)", VOLUME_SUFFIXES),
     "fixed_gland": ("--output-glands (fixed)", VOLUME_SUFFIXES),
+    "points_on_fixed": ("--points-on-fixed", POINT_SUFFIXES),
 }
 COMMAND_LINE_COLUMNS = (
     "moving",
@@ -44,8 +49,13 @@ COMMAND_LINE_COLUMNS = (
     "warped_label",
     "moving_gland",
     "fixed_gland",
+    "moving_points",
+    "points_on_fixed",
 )
-BATCH_COLUMNS = ("moving", "fixed", "segmentation", "output_transform", "output_segmentation", "output_labelmap")
+BATCH_COLUMNS = (
+    *("moving", "fixed", "segmentation", "output_transform", "output_segmentation", "output_labelmap"),
+    *("moving_points", "points_on_fixed"),
+)
 
 
 def columns_of(names) -> tuple[dict, dict]:

@@ -5,11 +5,13 @@ In Slicer::
     Slicer --no-main-window --python-script labelreg_batch.py -- \\
         --moving mr.nii.gz --fixed us.nii.gz --output-transform mr_to_us.h5 \\
         [--segmentation mr.seg.nrrd --output-segmentation on_us.seg.nrrd] [--output-labelmap on_us_labels.nrrd] \\
+        [--moving-points targets.mrk.json --points-on-fixed targets_on_us.mrk.json]
         [--model model.pt] [--device auto] [--init centers]
     Slicer --no-main-window --python-script labelreg_batch.py -- --cases cases.csv
 
 ``cases.csv`` has the columns ``moving, fixed, output_transform`` and
-optionally ``segmentation, output_segmentation, output_labelmap``.
+optionally ``segmentation, output_segmentation, output_labelmap, moving_points,
+points_on_fixed`` (MR targets mapped onto the US, as ``labelreg map-points --to us``).
 
 The same script runs under plain Python with the ``slicer-core`` wheel (from a
 LabelReg checkout): ``LabelRegLib.slicer_standalone`` stands in for
@@ -97,12 +99,18 @@ def register_case(logic, slicer, case: dict, options: dict) -> None:
         _write(slicer, logic.lastCarriedSegmentationNode, "vtkMRMLSegmentationStorageNode", case["output_segmentation"])
     if case.get("output_labelmap"):
         _write(slicer, logic.lastLabelmapNode, "vtkMRMLVolumeArchetypeStorageNode", case["output_labelmap"])
+    if case.get("moving_points"):  # the MR has no parent here: the transform maps US world to MR world
+        from LabelRegLib.mrml import grid_transform_displacement
+        from LabelRegLib.point_mapping import map_point_file
+
+        map_point_file(grid_transform_displacement(transform), case["moving_points"], case["points_on_fixed"])
     print(f"{case['moving']} -> {case['fixed']}: {logic.lastStatus}", flush=True)
     slicer.mrmlScene.Clear(0)
 
 
 def _cases(args, parser) -> list:
     """The cases to register, every output checked against every input, every other output and the disk first."""
+    from LabelRegLib.errors import InputError
     from LabelRegLib.outputs import check_rows
     from LabelRegLib.pairs_csv import BATCH_COLUMNS, columns_of, read_pairs
 
@@ -113,6 +121,10 @@ def _cases(args, parser) -> list:
     else:
         parser.error("give --moving and --fixed, or --cases")
     check_rows(rows, *columns_of(BATCH_COLUMNS), args.overwrite, args.cases, args.model)
+    for n, case in rows:
+        if bool(case.get("moving_points")) != bool(case.get("points_on_fixed")):
+            where = f"{args.cases}: row {n}: " if args.cases else ""
+            raise InputError(None, f"{where}--moving-points and --points-on-fixed go together")
     return [case for _n, case in rows]
 
 
@@ -142,8 +154,12 @@ def main(argv=None) -> int:
     parser.add_argument("--segmentation", help="MR segmentation (.seg.nrrd) to carry onto the US")
     parser.add_argument("--output-segmentation", help="the segmentation hardened onto the US (.seg.nrrd)")
     parser.add_argument("--output-labelmap", help="the segments as a labelmap on the US grid (.nrrd / .nii.gz)")
+    parser.add_argument("--moving-points", help="MR targets (.csv or .mrk.json) to map onto the US")
+    parser.add_argument("--points-on-fixed", help="the targets on the US (the same form as --moving-points)")
     parser.add_argument(
-        "--cases", help="CSV: moving, fixed, output_transform[, segmentation, output_segmentation, output_labelmap]"
+        "--cases",
+        help="CSV: moving, fixed, output_transform[, segmentation, output_segmentation, output_labelmap, "
+        "moving_points, points_on_fixed]",
     )
     parser.add_argument("--model")
     parser.add_argument("--device", default="auto")
