@@ -336,6 +336,9 @@ class _Engine:
     def result(self, job_id):
         return self.finished.pop(job_id, None)
 
+    def forget(self, job_id):
+        self.finished.pop(job_id, None)
+
     def finish(self, value=None, error=None):
         from LabelRegLib.worker_client import JobResult
 

@@ -35,7 +35,8 @@ class FrameResult:
 
 
 class LatestFrameQueue:
-    """Frames to an engine (``submit(request) -> job id``, ``result(job id) -> JobResult or None``), one at a time.
+    """Frames to an engine (``submit(request) -> job id``, ``result(job id) -> JobResult or None``, ``forget(job
+    id)``), one at a time.
 
     ``request(frame)`` makes the engine's request for a frame. Counters:
     ``submitted``, ``processed`` (frames the engine finished) and ``dropped``
@@ -82,9 +83,11 @@ class LatestFrameQueue:
         return [FrameResult(frame_id, reply.value, reply.error, arrived_s, reply.finished_s)]
 
     def stop(self) -> None:
-        """Forget the waiting frame (dropped) and any frame at the engine (its reply is never taken)."""
+        """Forget the waiting frame (dropped) and any frame at the engine (the engine drops its reply)."""
         if self._waiting is not None:
             self.dropped += 1
+        if self._running is not None:
+            self.engine.forget(self._running[1])
         self._waiting = self._running = None
 
     def _send_waiting(self) -> None:

@@ -66,6 +66,7 @@ class RegistrationWorker:
         self._launched_s = 0.0
         self._pending: dict[int, float] = {}  # job id -> submitted time
         self._finished: dict[int, JobResult] = {}
+        self._forgotten: set[int] = set()  # jobs whose replies nobody will take (a stopped live session's frame)
         self._notes: list[str] = []
         self._last_job = 0
         self._moving_sent = None  # the moving Volume the worker holds (sent again only when it changes)
@@ -86,6 +87,8 @@ class RegistrationWorker:
         from .training_process import hidden_window_options, library_command
 
         self.stop()
+        if self._stderr is not None:
+            self._stderr.close()
         self._stderr = tempfile.TemporaryFile()
         command = library_command(self.python, WORKER_MODULE, ["--parent", str(self.parent_pid)])
         self._launched_s = time.perf_counter()
@@ -108,8 +111,9 @@ class RegistrationWorker:
         from .worker_channel import send
 
         if not self.alive:
-            if self.process is not None:
+            if self.process is not None:  # it ended since the last request: say so, fail what it still had
                 self._notes.append(f"restarted the registration worker, which had stopped ({self._end_reason()})")
+                self._worker_ended()
             self.start()
         self._last_job += 1
         message = dict(request, id=self._last_job, op=request.get("op", "register"))
@@ -143,6 +147,11 @@ class RegistrationWorker:
             if not self._read_available():
                 time.sleep(0.002)
         return self._finished.pop(job_id)
+
+    def forget(self, job_id: int) -> None:
+        """Nobody will take the reply to ``job_id``: drop it when it comes."""
+        if self._finished.pop(job_id, None) is None and job_id in self._pending:
+            self._forgotten.add(job_id)
 
     def take_notes(self) -> list[str]:
         """What happened to the worker since the last call (started, restarted), for the status line."""
@@ -180,6 +189,9 @@ class RegistrationWorker:
             if message["kind"] == "hello":
                 self.devices = message["devices"]
                 self._notes.append(f"started the registration worker in {time.perf_counter() - self._launched_s:.1f} s")
+            elif message["id"] in self._forgotten:
+                self._forgotten.discard(message["id"])
+                self._pending.pop(message["id"], None)
             else:
                 submitted = self._pending.pop(message["id"], time.perf_counter())
                 self._finished[message["id"]] = JobResult(
@@ -246,6 +258,9 @@ class InProcessEngine:
 
     def wait(self, job_id: int, timeout: float | None = None) -> JobResult:
         return self._finished.pop(job_id)
+
+    def forget(self, job_id: int) -> None:
+        self._finished.pop(job_id, None)
 
     def take_notes(self) -> list[str]:
         return []
