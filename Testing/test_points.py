@@ -1,6 +1,8 @@
 """Points through a registration (issue 27): MR targets onto the US, US positions onto the MR, point files."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -187,3 +189,31 @@ def test_register_maps_the_moving_points_as_map_points_does(pair, tmp_path):
     assert on_us.labels == [f"landmark {n}" for n in range(1, len(centroids) + 1)]
     assert np.allclose(on_us.ras, read_points(tmp_path / "check.csv").ras, atol=1e-3)
     assert (tmp_path / "on_us.csv").read_text().splitlines()[0] == "label,r,a,s,residual_mm"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_point_file_that_cannot_be_written_whole_is_one_line_and_the_old_file_stays(tmp_path):
+    import textwrap
+
+    from helpers import REPO, subprocess_env
+
+    (tmp_path / "targets.csv").write_text("label,r,a,s\n" + "".join(f"T{n},1,2,3\n" for n in range(200)))
+    (tmp_path / "out.csv").write_text("the old file\n")
+    code = f"""
+        import resource, sys
+        sys.path.insert(0, {str(REPO / "LabelReg")!r})
+        from LabelRegLib.errors import InputError
+        from LabelRegLib.point_files import read_points, write_points
+        points = read_points({str(tmp_path / "targets.csv")!r})
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))  # a file-size limit: the write stops short
+        try:
+            write_points(points, {str(tmp_path / "out.csv")!r})
+        except InputError as error:
+            print(error)
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=subprocess_env(), timeout=60
+    )
+    assert result.stdout.strip().startswith(f"{tmp_path / 'out.csv'}: could not be written ("), result
+    assert (tmp_path / "out.csv").read_text() == "the old file\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
