@@ -29,8 +29,20 @@ def write_checkpoint(path: Path, architecture: dict, state: dict) -> None:
         "history": json.dumps(state["history"]),
         "architecture": json.dumps(architecture),
     }
-    with atomic_output(path) as temporary:
+    with atomic_output(path, lambda temporary: _verify_checkpoint(temporary, payload)) as temporary:
         torch.save(payload, temporary)
+
+
+def _verify_checkpoint(path: Path, payload: dict) -> None:
+    """A checkpoint just written, read back before it replaces the last good one."""
+    from .io import ShortWrite
+
+    try:
+        written = load_weights_only(path, "training checkpoint")
+    except ModelFileError as error:
+        raise ShortWrite(f"it cannot be read back ({error.problem})") from None
+    if not isinstance(written, dict) or set(written) != set(payload) or written.get("step") != payload.get("step"):
+        raise ShortWrite("what was read back differs from what was written")
 
 
 def read_checkpoint(path: Path, architecture: dict) -> dict:

@@ -329,15 +329,17 @@ def _ini_text(value) -> str:
 
 def write_ini(config: TrainConfig, path: str | Path) -> None:
     """Write the resolved configuration in its sections (readable by :func:`train_config_from_ini`)."""
-    from .io import atomic_output
+    import io
+
+    from .io import write_text
 
     parser = configparser.ConfigParser()
     values = config.to_dict()
     for section, keys in sections().items():
         parser[section] = {key: _ini_text(values[key]) for key in keys}
-    with atomic_output(path) as temporary:
-        with open(temporary, "w") as handle:
-            parser.write(handle)
+    text = io.StringIO()
+    parser.write(text)
+    write_text(path, text.getvalue())
 
 
 def training_record(config: TrainConfig) -> dict:

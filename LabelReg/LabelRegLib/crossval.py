@@ -41,7 +41,7 @@ import numpy as np
 from .config import FOLDER_KEYS, TrainConfig
 from .data import Case, load_data_folder
 from .errors import InputError
-from .io import atomic_output
+from .io import write_text
 
 DONE_NAME = "done.json"  # written in a stage's run folder once its training has finished
 QUALITY_FLAG_FRACTION = 0.2  # the share of held-out pairs whose quality Dice sets the flagging threshold
@@ -175,8 +175,7 @@ class CrossValidation:
         self.log(f"fold {fold} glands: training on {len(training_cases)} cases into {folder}")
         folder.mkdir(parents=True, exist_ok=True)
         GlandTrainer(training_cases, model, self.gland_settings, device, self.stages[0].data_dir).run()
-        with atomic_output(folder / DONE_NAME) as temporary:
-            temporary.write_text(json.dumps({"model": str(model)}) + "\n")
+        write_text(folder / DONE_NAME, json.dumps({"model": str(model)}) + "\n")
         return model
 
     def train_fold(self, fold: int) -> Path:
@@ -194,8 +193,7 @@ class CrossValidation:
             resume = self.resume and (folder / "checkpoint.pt").is_file()
             self.log(f"fold {fold} stage {stage}: training on {len(training_cases)} cases into {folder}")
             Trainer(config, cases=training_cases, overwrite=self.overwrite).run(resume=resume)
-            with atomic_output(folder / DONE_NAME) as temporary:
-                temporary.write_text(json.dumps({"model": str(model)}) + "\n")
+            write_text(folder / DONE_NAME, json.dumps({"model": str(model)}) + "\n")
         return model
 
     def run(self, device: str = "auto") -> dict:
@@ -221,6 +219,5 @@ class CrossValidation:
         if self.glands:
             threshold = float(np.quantile([row["quality_dice"] for row in table], QUALITY_FLAG_FRACTION))
             summary["quality"] = {"dice_threshold": threshold, **quality_ranking(rows, threshold)}
-        with atomic_output(self.output / "summary.json") as temporary:
-            temporary.write_text(json.dumps(summary, indent=2) + "\n")
+        write_text(self.output / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import Case
-from .io import atomic_output
+from .io import write_text
 from .metrics import dice, folding, tre_mm
 from .registration import Registrar, RegistrationResult
 from .spatial import resample_volume
@@ -124,13 +124,11 @@ def write_metrics_csv(rows: list[dict], path: Path, columns=None) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    with atomic_output(path) as temporary:
-        temporary.write_text(buffer.getvalue())
+    write_text(path, buffer.getvalue())
 
 
 def write_summary(summary: dict, path: Path) -> None:
-    with atomic_output(path) as temporary:
-        temporary.write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(path, json.dumps(summary, indent=2) + "\n")
 
 
 def evaluate_cases(

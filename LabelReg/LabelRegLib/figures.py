@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import Case
-from .io import atomic_output
+from .io import atomic_output, verify_png
 from .registration import RegistrationResult
 
 
@@ -50,6 +50,6 @@ def case_figure(
         axis.axis("off")
     figure.suptitle(f"{case.name}: axial slice k={k} of the US grid; green = US gland, red = MR gland", fontsize=10)
     figure.tight_layout()
-    with atomic_output(path) as temporary:
+    with atomic_output(path, verify_png) as temporary:
         figure.savefig(temporary, dpi=90)
     plt.close(figure)

@@ -26,6 +26,9 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+# what LabelReg writes: one file each (a .mhd / .nhdr header names a second, data file, which a write through a
+# temporary name and a rename would leave under the temporary name)
+OUTPUT_VOLUME_SUFFIXES = NIFTI_SUFFIXES + (".nrrd", ".mha")
 
 
 def file_suffix(path: str | Path) -> str:
@@ -59,11 +62,36 @@ def _check_readable(path: Path) -> None:
 
 
 def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Array in nibabel's ``[i, j, k, ...]`` order and the IJK->RAS affine."""
+    """Array in nibabel's ``[i, j, k, ...]`` order and the IJK->RAS matrix where ITK, and so Slicer and the batch
+    script, place the image: a NIfTI whose sform and qform disagree is placed by ITK's choice (the qform, unless
+    only the sform is usable), with a warning naming the file; nibabel would take the sform."""
     import nibabel as nib
+    import SimpleITK as sitk
 
     image = nib.load(str(path))
-    return np.asanyarray(image.dataobj), np.asarray(image.affine, dtype=float)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()  # the header only
+    ijk_to_ras = _sitk_ijk_to_ras(reader)
+    nibabel_affine = np.asarray(image.affine, dtype=float)
+    if not np.allclose(ijk_to_ras, nibabel_affine, atol=1e-3):
+        import warnings
+
+        sform, qform = image.header.get_sform(), image.header.get_qform()
+        taken = (
+            "qform"
+            if np.allclose(ijk_to_ras, qform, atol=1e-3)
+            else "sform"
+            if np.allclose(ijk_to_ras, sform, atol=1e-3)
+            else "ITK's reading"
+        )
+        shift = np.linalg.norm((ijk_to_ras - nibabel_affine)[:3, 3])
+        warnings.warn(
+            f"{path}: its sform and qform disagree (origins {shift:.1f} mm apart); placed by its {taken}, as ITK and "
+            "Slicer place it",
+            stacklevel=2,
+        )
+    return np.asanyarray(image.dataobj), ijk_to_ras
 
 
 def _sitk_ijk_to_ras(image) -> np.ndarray:
@@ -182,10 +210,13 @@ def _read_segmentation(path: Path) -> list[Volume]:
 
 
 @contextmanager
-def atomic_output(path: str | Path):
+def atomic_output(path: str | Path, verify=None):
     """Yield a temporary path beside ``path`` (same suffix); rename it onto ``path`` on success.
 
-    On any error the temporary file is removed and ``path`` is left as it was.
+    ``verify(temporary)`` checks what was written before it replaces anything (raising when it is not what was
+    meant: some writers, ITK's among them, report a short write only on their console). On any error the
+    temporary file is removed and ``path`` is left as it was; an ``OSError`` (a full disk, a file-size limit, a
+    short write) becomes one :class:`InputError` naming ``path`` and the reason.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,14 +226,67 @@ def atomic_output(path: str | Path):
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
+    # mkstemp makes 0600: a new output gets the usual permissions, a replaced one (--overwrite) keeps its own
+    os.chmod(temporary, path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~umask)
     try:
         yield Path(temporary)
+        if verify is not None:
+            verify(Path(temporary))
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temporary):
             os.remove(temporary)
+        if isinstance(error, (OSError, RuntimeError)):  # the writers' own failures: ITK and torch raise RuntimeError
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip()
+            raise InputError(
+                path, f"could not be written ({reason.splitlines()[-1] if reason else type(error).__name__})"
+            ) from None
         raise
+
+
+class ShortWrite(OSError):
+    """What was read back from a file just written is not what was written."""
+
+
+def check_room(path: str | Path, nbytes: int) -> None:
+    """Refuse, naming ``path``, a write of about ``nbytes`` that the disk or this process's file-size limit cannot
+    take (for writers that cannot fail safely half-way: ITK's HDF5 crashes the process at its exit after one)."""
+    import shutil
+
+    path = Path(path)
+    needed = int(nbytes * 1.1) + 65536  # the format's own overhead
+    free = shutil.disk_usage(path.parent if path.parent.exists() else Path.cwd()).free
+    if free < needed:
+        raise InputError(path, f"could not be written (it needs about {needed / 1e6:.1f} MB; {free / 1e6:.1f} MB free)")
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, AttributeError):  # Windows has no file-size limit
+        return
+    if limit != resource.RLIM_INFINITY and limit < needed:
+        raise InputError(path, f"could not be written (it needs about {needed} bytes; the file-size limit is {limit})")
+
+
+def verify_png(path: Path) -> None:
+    """A PNG just written ends with its IEND chunk (a short write cuts it off)."""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 12))
+        if not handle.read().endswith(b"IEND\xaeB`\x82"):
+            raise ShortWrite("the picture was cut short")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` as UTF-8 bytes (no newline translation) atomically, read back before it replaces anything
+    (CSV, JSON, .ini files)."""
+    data = text.encode("utf-8")
+
+    def verify(temporary: Path) -> None:
+        if temporary.read_bytes() != data:
+            raise ShortWrite(f"{temporary.stat().st_size} of {len(data)} bytes were written")
+
+    with atomic_output(path, verify) as temporary:
+        temporary.write_bytes(data)
 
 
 def write_volume(volume: Volume | list[Volume], path: str | Path) -> None:
@@ -215,9 +299,12 @@ def write_volume(volume: Volume | list[Volume], path: str | Path) -> None:
     array_kji = np.stack([v.array for v in volumes], axis=-1) if isinstance(volume, list) else volume.array
     ijk_to_ras = volumes[0].ijk_to_ras
     suffix = file_suffix(path)
-    if suffix not in VOLUME_SUFFIXES:
-        raise InputError(path, f"unsupported output type '{suffix}'; expected one of {', '.join(VOLUME_SUFFIXES)}")
-    with atomic_output(path) as temporary:
+    if suffix not in OUTPUT_VOLUME_SUFFIXES:
+        raise InputError(
+            path,
+            f"unsupported output type '{suffix}'; write one of {', '.join(OUTPUT_VOLUME_SUFFIXES)} (one file each)",
+        )
+    with atomic_output(path, lambda temporary: _verify_volume(temporary, array_kji)) as temporary:
         if suffix in NIFTI_SUFFIXES:
             import nibabel as nib
 
@@ -230,6 +317,26 @@ def write_volume(volume: Volume | list[Volume], path: str | Path) -> None:
             import SimpleITK as sitk
 
             sitk.WriteImage(to_sitk_image(array_kji, ijk_to_ras, is_vector=array_kji.ndim == 4), str(temporary), True)
+
+
+def _verify_volume(path: Path, array_kji: np.ndarray) -> None:
+    """Read a volume file just written back and compare its voxels with what was meant, with the library that
+    wrote it (nibabel for NIfTI: ITK's reader turns a NaN into 0; SimpleITK for the others, whose writers report a
+    short write only on the console)."""
+    try:
+        if file_suffix(path) in NIFTI_SUFFIXES:
+            import nibabel as nib
+
+            written = np.asarray(nib.load(str(path)).dataobj)
+            written = np.transpose(written, (2, 1, 0) + tuple(range(3, written.ndim)))
+        else:
+            import SimpleITK as sitk
+
+            written = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    except Exception as error:  # any reader's complaint: the file is not what was written
+        raise ShortWrite(f"it cannot be read back ({str(error).strip().splitlines()[-1]})") from None
+    if written.shape != array_kji.shape or not np.array_equal(written, array_kji, equal_nan=True):
+        raise ShortWrite("what was read back differs from what was written")
 
 
 def to_sitk_image(array_kji: np.ndarray, ijk_to_ras: np.ndarray, is_vector: bool = False):

@@ -113,8 +113,23 @@ def save_model(path: str | Path, network, header: dict, half_precision: bool = F
         "header": json.dumps(header, sort_keys=True),
         "state_dict": state,
     }
-    with atomic_output(path) as temporary:
+    with atomic_output(path, _verify_model) as temporary:
         torch.save(payload, temporary)
+
+
+def _verify_model(path: Path) -> None:
+    """A model file just written, read back before it replaces anything: complete, and its weights and header
+    those its checksum was made of (the header's bounds are the reader's business, not the writer's)."""
+    from .io import ShortWrite
+
+    try:
+        payload = load_weights_only(path, "model file")
+        header = json.loads(payload["header"])
+        intact = model_checksum(header, payload["state_dict"]) == header.get(CHECKSUM_KEY)
+    except (ModelFileError, KeyError, TypeError, ValueError) as error:
+        raise ShortWrite(f"it cannot be read back ({getattr(error, 'problem', error)})") from None
+    if not intact:
+        raise ShortWrite("what was read back differs from what was written")
 
 
 def check_header(header: dict, path: str | Path) -> dict:

@@ -15,11 +15,14 @@ import stat
 from pathlib import Path
 
 from .errors import InputError
-from .io import VOLUME_SUFFIXES, file_suffix
+from .io import OUTPUT_VOLUME_SUFFIXES, file_suffix
 from .transform_io import TRANSFORM_SUFFIXES
 
 MODEL_SUFFIXES = (".pt",)
-TRANSFORM_OUTPUT_SUFFIXES = (*TRANSFORM_SUFFIXES, *VOLUME_SUFFIXES)  # ITK transforms, or a displacement-field image
+TRANSFORM_OUTPUT_SUFFIXES = (
+    *TRANSFORM_SUFFIXES,
+    *OUTPUT_VOLUME_SUFFIXES,
+)  # ITK transforms, or a displacement-field image
 CHECKPOINT_NAME = "checkpoint.pt"  # a run folder's checkpoint (checkpoint.py writes it)
 
 

@@ -17,7 +17,7 @@ import csv
 from pathlib import Path
 
 from .errors import InputError
-from .io import VOLUME_SUFFIXES
+from .io import OUTPUT_VOLUME_SUFFIXES
 from .outputs import TRANSFORM_OUTPUT_SUFFIXES
 from .point_files import POINT_SUFFIXES
 
@@ -32,12 +32,12 @@ INPUT_COLUMNS = {
 # column -> (the option it stands for, the file types it may be written as)
 OUTPUT_COLUMNS = {
     "output_transform": ("--output-transform", TRANSFORM_OUTPUT_SUFFIXES),
-    "warped_image": ("--warped-image", VOLUME_SUFFIXES),
-    "warped_label": ("--warped-label", VOLUME_SUFFIXES),
+    "warped_image": ("--warped-image", OUTPUT_VOLUME_SUFFIXES),
+    "warped_label": ("--warped-label", OUTPUT_VOLUME_SUFFIXES),
     "output_segmentation": ("--output-segmentation", (".seg.nrrd",)),
-    "output_labelmap": ("--output-labelmap", VOLUME_SUFFIXES),
-    "moving_gland": ("--output-glands (moving)", VOLUME_SUFFIXES),
-    "fixed_gland": ("--output-glands (fixed)", VOLUME_SUFFIXES),
+    "output_labelmap": ("--output-labelmap", OUTPUT_VOLUME_SUFFIXES),
+    "moving_gland": ("--output-glands (moving)", OUTPUT_VOLUME_SUFFIXES),
+    "fixed_gland": ("--output-glands (fixed)", OUTPUT_VOLUME_SUFFIXES),
     "points_on_fixed": ("--points-on-fixed", POINT_SUFFIXES),
 }
 COMMAND_LINE_COLUMNS = (

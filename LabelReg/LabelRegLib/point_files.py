@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import atomic_output, file_suffix
+from .io import file_suffix, write_text
 
 POINT_SUFFIXES = (".csv", ".mrk.json")
 AXES = {"RAS": ("r", "a", "s"), "LPS": ("l", "p", "s")}
@@ -130,14 +130,7 @@ def write_points(points: PointSet, path: str | Path, residual_mm: np.ndarray | N
     path = Path(path)
     if file_suffix(path) != "." + points.form:
         raise InputError(path, f"write the points as .{points.form}, the form they were read in")
-    text = _markups_text(points) if points.form == "mrk.json" else _csv_text(points, residual_mm)
-    try:
-        with atomic_output(path) as temporary:
-            temporary.write_text(text, encoding="utf-8")
-            if temporary.read_text(encoding="utf-8") != text:  # read back before it replaces anything
-                raise OSError(f"{temporary.stat().st_size} of {len(text.encode())} bytes were written")
-    except OSError as error:  # a full disk, a file-size limit: one line, the old file kept
-        raise InputError(path, f"could not be written ({error.strerror or error})") from None
+    write_text(path, _markups_text(points) if points.form == "mrk.json" else _csv_text(points, residual_mm))
 
 
 def _csv_text(points: PointSet, residual_mm) -> str:

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from .io import atomic_output
+from .io import atomic_output, verify_png, write_text
 
 COLUMNS = ["step", "loss", "similarity", "regulariser", "val_dice", "val_tre_mm", "val_folding", "elapsed_s"]
 
@@ -58,8 +58,7 @@ class ProgressLog:
         writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.history)
-        with atomic_output(self.output_dir / "metrics.csv") as temporary:
-            temporary.write_text(buffer.getvalue())
+        write_text(self.output_dir / "metrics.csv", buffer.getvalue())
         plot_curves(self.history, self.output_dir / "curves.png")
         self.note(self.output_dir / "metrics.csv", self.output_dir / "curves.png")
 
@@ -85,6 +84,6 @@ def plot_curves(history: list[dict], path: Path) -> None:
     axes[2].plot([h["step"] for h in validated], [h["val_tre_mm"] for h in validated], "o-", color="tab:red")
     axes[2].set(xlabel="step", title="validation landmark TRE (mm, median)")
     figure.tight_layout()
-    with atomic_output(path) as temporary:
+    with atomic_output(path, verify_png) as temporary:
         figure.savefig(temporary, dpi=80)
     plt.close(figure)

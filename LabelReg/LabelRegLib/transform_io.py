@@ -19,7 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import LPS_TO_RAS, VOLUME_SUFFIXES, atomic_output, file_suffix, from_sitk_image, to_sitk_image
+from .io import (
+    LPS_TO_RAS,
+    OUTPUT_VOLUME_SUFFIXES,
+    ShortWrite,
+    atomic_output,
+    check_room,
+    file_suffix,
+    from_sitk_image,
+    to_sitk_image,
+)
 from .volume import Volume
 
 TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm")
@@ -39,11 +48,22 @@ def write_displacement(displacement: Volume, path: str | Path) -> None:
     import SimpleITK as sitk
 
     suffix = file_suffix(path)
-    if suffix not in TRANSFORM_SUFFIXES + VOLUME_SUFFIXES:
+    if suffix not in TRANSFORM_SUFFIXES + OUTPUT_VOLUME_SUFFIXES:
         raise InputError(
             path, f"unsupported transform file type '{suffix}'; use .h5 or .nii.gz (also .tfm, .nrrd, .mha)"
         )
-    with atomic_output(path) as temporary:
+
+    def verify(temporary: Path) -> None:  # read back: ITK reports a short write only on its console
+        try:
+            written = read_displacement(temporary)
+        except InputError as error:
+            raise ShortWrite(f"it cannot be read back ({error.problem})") from None
+        if not (written.same_geometry(displacement) and np.allclose(written.array, displacement.array, atol=1e-4)):
+            raise ShortWrite("what was read back differs from what was written")
+
+    if suffix in TRANSFORM_SUFFIXES:  # ITK's HDF5 crashes the process at exit after a failed write: never start one
+        check_room(path, displacement.array.size * 8)
+    with atomic_output(path, verify) as temporary:
         if suffix in TRANSFORM_SUFFIXES:
             sitk.WriteTransform(displacement_to_sitk_transform(displacement), str(temporary))
         else:
