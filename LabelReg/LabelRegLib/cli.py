@@ -692,6 +692,9 @@ def main(argv=None) -> int:
         print(f"labelreg {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
+        from .outputs import release_claims
+
+        release_claims()  # the outputs this command claimed (their lock files)
         warnings.showwarning = show
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -72,8 +72,10 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.ReadImageInformation()  # the header only
-    ijk_to_ras = _sitk_ijk_to_ras(reader)
     nibabel_affine = np.asarray(image.affine, dtype=float)
+    if reader.GetDimension() < 3:  # reported as "not 3D" by the caller
+        return np.asanyarray(image.dataobj), nibabel_affine
+    ijk_to_ras = _sitk_ijk_to_ras(reader)
     if not np.allclose(ijk_to_ras, nibabel_affine, atol=1e-3):
         import warnings
 

@@ -6,6 +6,13 @@ refused when it is one of the inputs, when two outputs are the same file,
 when it exists and the user did not ask to replace it (``--overwrite``), when
 it cannot be written (read-only, a folder, under a file, in a read-only
 folder), or when its file type is not one LabelReg writes for it.
+
+Two runs given the same output would both pass that check before either
+wrote it. So each approved output is also claimed, by creating a lock file
+beside it exclusively (``.<name>.labelreg-lock``, with the claiming process's
+id): the run that claims it second is refused in one line, whatever it was
+given (``--overwrite`` replaces files, not another run's output). The claims
+are released when the command ends (:func:`release_claims`, also at exit).
 """
 
 from __future__ import annotations
@@ -89,9 +96,52 @@ def check_outputs(
         problem = _writable_problem(path)
         if problem:
             raise InputError(f"{name} {path}", problem)
-        if path.exists() and not overwrite:
+        _claim(path, name)
+        if path.exists() and not overwrite:  # checked after the claim: another run may just have written it
             raise InputError(f"{name} {path}", "exists; pass --overwrite to replace it")
         seen[name] = path
+
+
+_claims: dict[Path, Path] = {}  # output -> its lock file, held by this process
+
+
+def _lock_file(path: Path) -> Path:
+    return path.with_name(f".{path.name}.labelreg-lock")
+
+
+def _claim(path: Path, name: str) -> None:
+    """Create ``path``'s lock file exclusively (once per process); refused when another run holds it."""
+    path = Path(os.path.abspath(path))
+    if path in _claims or not path.parent.is_dir():  # a folder yet to be made has no other writer to race
+        return
+    lock = _lock_file(path)
+    try:
+        handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        owner = lock.read_text(errors="replace").strip() if lock.is_file() else "?"
+        raise InputError(
+            f"{name} {path}",
+            f"is being written by another LabelReg run (process {owner or '?'}); if none runs, delete {lock.name}",
+        ) from None
+    except OSError:  # a folder that takes no lock file (read-only: refused by the checks that follow)
+        return
+    with os.fdopen(handle, "w") as stream:
+        stream.write(str(os.getpid()))
+    if not _claims:
+        import atexit
+
+        atexit.register(release_claims)
+    _claims[path] = lock
+
+
+def release_claims() -> None:
+    """Remove the lock files this process created (the command has ended)."""
+    while _claims:
+        _path, lock = _claims.popitem()
+        try:
+            os.remove(lock)
+        except OSError:
+            pass
 
 
 def check_rows(rows: list, inputs: dict, outputs: dict, overwrite: bool, source: str | None = None, model=None) -> None:
