@@ -35,9 +35,14 @@ def _stub_slicer():
     """A ``slicer`` package with the names the module files use at import time (no scene: nothing runs)."""
     from LabelRegLib import slicer_standalone
 
+    import ast
+
     slicer = types.ModuleType("slicer")
-    for name in ("vtkMRMLGridTransformNode", "vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode", "vtkMRMLTableNode"):
-        setattr(slicer, name, type(name, (), {}))
+    for module_file in (REPO / "LabelReg" / "LabelReg.py", REPO / "LabelRegTraining" / "LabelRegTraining.py"):
+        for node in ast.parse(module_file.read_text()).body:  # the node classes each imports from slicer
+            if isinstance(node, ast.ImportFrom) and node.module == "slicer":
+                for alias in node.names:
+                    setattr(slicer, alias.name, type(alias.name, (), {}))
     util = types.ModuleType("slicer.util")
     util.VTKObservationMixin = type("VTKObservationMixin", (), {"__init__": lambda self: None})
     slicer.util = util
