@@ -120,11 +120,22 @@ def test_windows_stop_ends_the_tree_with_taskkill(monkeypatch):
 
 
 @pytest.mark.slow
-def test_training_ends_when_the_application_that_started_it_is_gone(phantom_folder, tmp_path):
-    from LabelRegLib.training_process import TrainingProcess, train_command
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_training_ends_when_the_application_that_started_it_is_gone(phantom_folder, tmp_path, sigint):
+    """Also when the training inherits SIGINT ignored (an application started from a background job)."""
+    import signal
 
+    from LabelRegLib.training_process import TrainingProcess, launch_hidden, train_command
+
+    if sigint == "ignored" and os.name == "nt":
+        pytest.skip("POSIX signal dispositions")
     application = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-    training = TrainingProcess()
+
+    def ignoring_sigint(arguments):
+        return subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
+
+    training = TrainingProcess(launch_hidden if sigint == "default" else ignoring_sigint)
     training.start(
         train_command(
             sys.executable,

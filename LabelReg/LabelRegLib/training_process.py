@@ -181,15 +181,25 @@ def end_process_tree(process: subprocess.Popen, timeout: float = 10.0) -> None:
         process.wait(timeout=timeout / 2)
 
 
+def interrupt_main() -> None:
+    """Interrupt this process's main thread as the ``labelreg`` command's SIGTERM handler does (KeyboardInterrupt:
+    temporary files removed, "interrupted"). Through SIGTERM on POSIX, not SIGINT: a process started from a
+    background job inherits SIGINT ignored, and ``_thread.interrupt_main`` then does nothing."""
+    import _thread
+
+    if os.name == "nt" or signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN, None):
+        _thread.interrupt_main()  # Windows has no catchable SIGTERM; without a handler SIGTERM would kill at once
+    else:
+        signal.raise_signal(signal.SIGTERM)
+
+
 def watch_parent(
     pid: int, on_gone: Callable[[], None] | None = None, interval_s: float = 1.0, what: str = "labelreg train"
 ) -> threading.Thread:
-    """Call ``on_gone`` (default: interrupt the main thread, which the ``labelreg`` command reports as
-    "interrupted") once process ``pid`` has ended; checks every ``interval_s`` in a daemon thread. ``what``
-    names this process in the message."""
-    import _thread
-
-    on_gone = on_gone or _thread.interrupt_main
+    """Call ``on_gone`` (default: :func:`interrupt_main`, which the ``labelreg`` command reports as "interrupted")
+    once process ``pid`` has ended; checks every ``interval_s`` in a daemon thread. ``what`` names this process in
+    the message."""
+    on_gone = on_gone or interrupt_main
 
     def watch():
         while process_alive(pid):

@@ -147,6 +147,8 @@ def test_an_interrupted_training_says_so_in_one_line_and_leaves_no_temporary_fil
         stderr=subprocess.PIPE,
         text=True,
         env=subprocess_env(),
+        # as in a terminal, where Ctrl-C reaches the command: a test run from a background job inherits SIGINT ignored
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if os.name != "nt" else None,
     )
     try:
         assert '"event": "start"' in process.stdout.readline()
