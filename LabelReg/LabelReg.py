@@ -304,8 +304,6 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         drawn in the MR's frame) is put under the transform, so it is shown on the US and follows every registration
         and live frame. On an error the scene is left as it was.
         """
-        import numpy as np
-
         from LabelRegLib import mrml_outputs as outputs
 
         started = time.perf_counter()
@@ -320,8 +318,9 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
             if segmentationNode is not None and createLabelmap:
                 labels, colours = outputs.segments_as_labels(scene, segmentationNode)
             request = self._requestOptions(modelPath, device, initialAlignment)
-            reply = self._request(dict(request, moving=frame.volume, fixed=fixed, labels=labels,
-                                       world_to_moving=np.linalg.inv(frame.to_world)))  # fmt: skip
+            reply = self._request(
+                dict(request, moving=frame.volume, fixed=fixed, labels=labels, world_to_moving=frame.world_to_moving)
+            )
             nodes = (movingVolumeNode, fixedVolumeNode, outputTransformNode)
             transform = self._apply(reply, started, nodes, frame, applyToMoving, showGlands)
             if targetsNode is not None:

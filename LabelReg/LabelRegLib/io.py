@@ -306,7 +306,7 @@ def write_volume(volume: Volume | list[Volume], path: str | Path) -> None:
             path,
             f"unsupported output type '{suffix}'; write one of {', '.join(OUTPUT_VOLUME_SUFFIXES)} (one file each)",
         )
-    with atomic_output(path, lambda temporary: _verify_volume(temporary, array_kji)) as temporary:
+    with atomic_output(path, lambda temporary: verify_volume(temporary, array_kji)) as temporary:
         if suffix in NIFTI_SUFFIXES:
             import nibabel as nib
 
@@ -321,8 +321,8 @@ def write_volume(volume: Volume | list[Volume], path: str | Path) -> None:
             sitk.WriteImage(to_sitk_image(array_kji, ijk_to_ras, is_vector=array_kji.ndim == 4), str(temporary), True)
 
 
-def _verify_volume(path: Path, array_kji: np.ndarray) -> None:
-    """Read a volume file just written back and compare its voxels with what was meant, with the library that
+def verify_volume(path: Path, array_kji: np.ndarray) -> None:
+    """Read a volume file just written (``array_kji``, ``[k, j, i]``) back and compare its voxels with what was meant, with the library that
     wrote it (nibabel for NIfTI: ITK's reader turns a NaN into 0; SimpleITK for the others, whose writers report a
     short write only on the console)."""
     try:

@@ -58,6 +58,11 @@ class MovingFrame:
     to_world: np.ndarray
     parent_id: str | None
 
+    @property
+    def world_to_moving(self) -> np.ndarray:
+        """World RAS -> the MR's own RAS (what the output transform maps onto)."""
+        return np.linalg.inv(self.to_world)
+
 
 def moving_frame(scene, moving_node, output_transform_node) -> MovingFrame:
     """The MR of a registration. When it is already under the output transform (registering again, live
@@ -208,7 +213,7 @@ def show_glands(scene, reply, moving_node, fixed_node, frame: MovingFrame, movin
     frame under ``moving_parent_id``, the US's in the US's frame under the US's parent."""
     fixed_to_world = transform_to_world(fixed_node.GetParentTransformNode(), "fixed volume")
     placements = (
-        (moving_node, moving_parent_id, np.linalg.inv(frame.to_world)),
+        (moving_node, moving_parent_id, frame.world_to_moving),
         (fixed_node, fixed_node.GetTransformNodeID(), np.linalg.inv(fixed_to_world)),
     )
     nodes = []

@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-import numpy as np
 
 from .live import LatestFrameQueue
 from .mrml_outputs import MovingFrame, fixed_volume
@@ -60,7 +59,7 @@ class LiveSession:
         import slicer
         import vtk
 
-        base = dict(request, moving=frame.volume, world_to_moving=np.linalg.inv(frame.to_world))
+        base = dict(request, moving=frame.volume, world_to_moving=frame.world_to_moving)
         self.queue = LatestFrameQueue(engine, lambda fixed: dict(base, fixed=fixed))
         self.fixed_node = fixed_node
         self.apply = apply

@@ -237,8 +237,6 @@ class InProcessEngine:
         self._finished: dict[int, JobResult] = {}
         self._last_job = 0
 
-    busy = False
-
     def submit(self, request: dict) -> int:
         from .device import available_devices
         from .registration_worker import run
@@ -249,7 +247,7 @@ class InProcessEngine:
             value = run(self.catalogue, request)
         except Exception as caught:  # raised to the caller by wait(), as the worker's errors are
             error = caught
-        self.devices = available_devices()
+        self.devices = self.devices or available_devices()
         self._finished[self._last_job] = JobResult(self._last_job, value, error, started, time.perf_counter())
         return self._last_job
 

@@ -99,3 +99,32 @@ def test_split_file_formats_are_refused_as_outputs(tmp_path):
         with pytest.raises(InputError, match="write one of .nii, .nii.gz, .nrrd, .mha"):
             write_volume(Volume(np.zeros((4, 4, 4), np.float32)), tmp_path / f"out{suffix}")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_batch_script_writes_through_slicer_and_verifies_too(tmp_path):
+    """The batch script's outputs (written by Slicer's storage nodes, ITK inside) under the same file-size limit:
+    each is refused in one line, the old file stays, nothing is left, and the process ends normally."""
+    from LabelRegLib.io import write_volume
+    from LabelRegLib.phantom import make_phantom_pair
+
+    pair = make_phantom_pair(1001)
+    write_volume(pair.moving_image, tmp_path / "mr.nii.gz")
+    write_volume(pair.fixed_image, tmp_path / "us.nii.gz")
+    (tmp_path / "out.h5").write_text("the old file\n")
+    script = REPO / "LabelReg" / "Resources" / "Scripts" / "labelreg_batch.py"
+    code = f"""
+        import resource, runpy, sys
+        sys.argv = [{str(script)!r}, "--moving", {str(tmp_path / "mr.nii.gz")!r}, "--fixed",
+                    {str(tmp_path / "us.nii.gz")!r}, "--output-transform", {str(tmp_path / "out.h5")!r}, "--overwrite"]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=subprocess_env(), timeout=300
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {tmp_path / 'mr.nii.gz'}: {tmp_path / 'out.h5'}: could not be written ("), line
+    assert (tmp_path / "out.h5").read_text() == "the old file\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -27,6 +27,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 MODULE_DIR = HERE.parents[1]  # LabelReg/
 
@@ -57,21 +59,54 @@ def _read(slicer, node_class: str, storage_class: str, path: str):
     return node
 
 
-def _write(slicer, node, storage_class: str, path: str):
-    """Write through a temporary file and rename, so a failure leaves no half-written output."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(Path(path).suffixes[-2:]) if path.endswith((".nii.gz", ".seg.nrrd")) else Path(path).suffix
-    temporary = str(Path(path).with_name(f".{Path(path).name}.partial{suffix}"))
+def _write(slicer, node, storage_class: str, path: str, verify) -> None:
+    """Write with Slicer's storage node to a temporary file, check it with ``verify(temporary)`` (ITK's writers
+    report a full disk only on the console), then rename it into place (``LabelRegLib.io.atomic_output``)."""
+    from LabelRegLib.io import atomic_output
+
     storage = slicer.mrmlScene.AddNewNodeByClass(storage_class)
-    storage.SetFileName(temporary)
     try:
-        if not storage.WriteData(node):
-            raise OSError(f"{path}: writing with {storage_class} failed")
-        os.replace(temporary, path)
+        with atomic_output(path, verify) as temporary:
+            storage.SetFileName(str(temporary))
+            if not storage.WriteData(node):
+                raise OSError(f"{storage_class} failed")
     finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
         slicer.mrmlScene.RemoveNode(storage)
+
+
+def _write_transform(slicer, node, path: str) -> None:
+    from LabelRegLib.io import ShortWrite, check_room
+    from LabelRegLib.mrml import grid_transform_displacement
+    from LabelRegLib.transform_io import read_displacement
+
+    field = grid_transform_displacement(node)
+
+    def verify(temporary):
+        written = read_displacement(temporary)
+        if not (written.same_geometry(field) and np.allclose(written.array, field.array, atol=1e-4)):
+            raise ShortWrite("what was read back differs from what was written")
+
+    check_room(path, field.array.size * 8)  # ITK's HDF5 crashes the process at exit after a failed write
+    _write(slicer, node, "vtkMRMLTransformStorageNode", path, verify)
+
+
+def _write_labelmap(slicer, node, path: str) -> None:
+    from LabelRegLib.io import verify_volume
+
+    voxels = slicer.util.arrayFromVolume(node).copy()
+    _write(slicer, node, "vtkMRMLVolumeArchetypeStorageNode", path, lambda temporary: verify_volume(temporary, voxels))
+
+
+def _write_segmentation(slicer, node, path: str) -> None:
+    from LabelRegLib.io import ShortWrite, read_labels
+
+    count = node.GetSegmentation().GetNumberOfSegments()
+
+    def verify(temporary):
+        if len(read_labels(temporary)) != count:
+            raise ShortWrite(f"the file read back does not hold the {count} segment(s) written")
+
+    _write(slicer, node, "vtkMRMLSegmentationStorageNode", path, verify)
 
 
 def register_case(logic, slicer, case: dict, options: dict) -> None:
@@ -94,11 +129,11 @@ def register_case(logic, slicer, case: dict, options: dict) -> None:
         **options,
     )
     if case.get("output_transform"):
-        _write(slicer, transform, "vtkMRMLTransformStorageNode", case["output_transform"])
+        _write_transform(slicer, transform, case["output_transform"])
     if case.get("output_segmentation"):
-        _write(slicer, logic.lastCarriedSegmentationNode, "vtkMRMLSegmentationStorageNode", case["output_segmentation"])
+        _write_segmentation(slicer, logic.lastCarriedSegmentationNode, case["output_segmentation"])
     if case.get("output_labelmap"):
-        _write(slicer, logic.lastLabelmapNode, "vtkMRMLVolumeArchetypeStorageNode", case["output_labelmap"])
+        _write_labelmap(slicer, logic.lastLabelmapNode, case["output_labelmap"])
     if case.get("moving_points"):  # the MR has no parent here: the transform maps US world to MR world
         from LabelRegLib.mrml import grid_transform_displacement
         from LabelRegLib.point_mapping import map_point_file
