@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -72,9 +73,13 @@ def with_empty_border(volume, voxels: int, name: str | None = None):
 
 
 def snapshot(*folders: Path) -> dict:
-    """Every file and folder under ``folders`` (hidden ones too): the SHA-256 of its bytes and its mode."""
-    return {
-        str(p): (p.is_dir() or hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
-        for folder in folders
-        for p in sorted(Path(folder).rglob("*"))
-    }
+    """Every file and folder under ``folders`` (hidden ones too): the SHA-256 of a file's bytes, where a link points
+    (links are not followed), and the mode (a FIFO or socket: its mode alone; reading would block)."""
+
+    def state(path: Path):
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            return os.readlink(path), mode
+        return (hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(mode) else True), mode
+
+    return {str(p): state(p) for folder in folders for p in sorted(Path(folder).rglob("*"))}

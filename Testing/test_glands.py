@@ -76,6 +76,18 @@ def test_a_missing_gland_scores_zero_and_is_flagged(phantom):
     assert score.dice == 0.0 and np.isnan(score.centroid_mm) and score.flagged
 
 
+def test_a_gland_not_found_is_flagged_also_by_a_model_without_a_threshold(phantom):
+    """Issue 25, 10: "Dice 0.00, centroids nan mm" was not flagged when the gland model records no threshold."""
+    fixed = _coarse_gland(phantom.fixed_labels[0])
+    empty = Gland(fixed.probability.with_array(np.zeros_like(fixed.probability.array)))
+    score = quality_score(fixed, empty, phantom.true_displacement, threshold=None)
+    assert score.flagged and score.row()["quality_flag"] == 1
+    assert score.text() == (
+        "self-check: no gland found on the US, so the registration could not be checked - check it before relying on it"
+    )
+    assert not quality_score(fixed, fixed, phantom.true_displacement, threshold=None).flagged
+
+
 def test_spearman_matches_known_values():
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)

@@ -242,6 +242,7 @@ def _register_one(registrar, job: dict, alignment):
 def run_register(args) -> int:
     from .registration import Registrar
 
+    _refuse_mixed_sources(args)
     if args.config:
         return _register_from_ini(args)
     if args.pairs:
@@ -262,6 +263,22 @@ def run_register(args) -> int:
         check_outputs({"--report": args.report}, {"--pairs": args.pairs}, args.overwrite, {"--report": (".csv",)})
     registrar = Registrar(args.model, args.device, args.mirror, args.gland_model)
     return _register_jobs(registrar, jobs, args.init, source=args.pairs, report=args.report)
+
+
+def _refuse_mixed_sources(args) -> None:
+    """The pairs come from one place: CONFIG.ini, --pairs, or the single-pair options; given together, one would be
+    silently ignored."""
+    from .pairs_csv import COMMAND_LINE_COLUMNS
+
+    single = [f"--{key.replace('_', '-')}" for key in COMMAND_LINE_COLUMNS if getattr(args, key, None)]
+    if args.config and (args.pairs or single):
+        raise LabelRegError(
+            f"{args.config}: registers its [Inference] folders; give it without {(single or ['--pairs'])[0]}"
+        )
+    if args.pairs and single:
+        raise LabelRegError(
+            f"--pairs {args.pairs}: names the files of every pair; give {single[0]} as a column of it instead"
+        )
 
 
 REPORT_COLUMNS = ("moving", "fixed", "runtime_s", "device")
@@ -285,9 +302,10 @@ def _register_jobs(
                 }
             )
         except LabelRegError as error:
+            where = f"{source}: row {n}" if source else job["moving"]
             if len(jobs) == 1:
-                raise
-            failures.append(f"{source + ': row ' + str(n) if source else job['moving']}: {error}")
+                raise LabelRegError(f"{where}: {error}" if source else str(error)) from None
+            failures.append(f"{where}: {error}")
             print(f"labelreg register: error: {failures[-1]}", file=sys.stderr)
     if failures:
         print(f"labelreg register: {len(failures)} of {len(jobs)} pairs failed", file=sys.stderr)
@@ -422,24 +440,32 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def _check_report_folder(folder: str, overwrite: bool) -> None:
-    """``evaluate``'s and ``demo``'s ``--output``: a folder LabelReg can write, whose earlier ``metrics.csv`` and
-    ``summary.json`` are replaced only with ``overwrite``; checked before any work."""
+def _check_report_folder(folder: str, names: list[str], overwrite: bool, own: str | None = None) -> None:
+    """``evaluate``'s and ``demo``'s ``--output``: a folder LabelReg can write, whose files ``names`` are replaced only
+    with ``overwrite``; with ``own`` (the demo), the files are that command's to replace, but a folder holding anything
+    else (another command's outputs) is refused without ``overwrite``. Checked before any work."""
     from .outputs import check_output_folder, check_outputs
 
     folder = check_output_folder("--output", folder)
-    for report in ("metrics.csv", "summary.json"):
-        check_outputs({"--output": folder / report}, overwrite=overwrite)
+    if own and folder.is_dir() and not overwrite:
+        others = sorted(entry.name for entry in folder.iterdir() if entry.name not in names and entry.name[0] != ".")
+        if others:
+            raise LabelRegError(
+                f"--output {folder}: holds files that {own} does not write ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}); give a new folder, or --overwrite to write among them"
+            )
+    for name in names:
+        check_outputs({"--output": folder / name}, overwrite=overwrite or bool(own))
 
 
 def run_evaluate(args) -> int:
     import json
 
     from .data import load_data_folder
-    from .evaluation import evaluate_cases
+    from .evaluation import evaluate_cases, report_files
     from .registration import Registrar
 
-    _check_report_folder(args.output, args.overwrite)
+    _check_report_folder(args.output, report_files([]), args.overwrite)  # before the data is read
     cases = load_data_folder(args.data_dir)
     if args.cases:
         wanted = {name.strip() for name in args.cases.split(",") if name.strip()}
@@ -447,12 +473,14 @@ def run_evaluate(args) -> int:
         if unknown:
             raise LabelRegError(f"--cases: no case named {', '.join(unknown)} in {args.data_dir}")
         cases = [case for case in cases if case.name in wanted]
+    pictures = _pictures("evaluate", not args.no_pictures)
+    _check_report_folder(args.output, report_files(cases, pictures), args.overwrite)  # the pictures too
     summary, _ = evaluate_cases(
         Registrar(args.model, args.device, args.mirror, args.gland_model),
         cases,
         args.output,
         args.init,
-        _pictures("evaluate", not args.no_pictures),
+        pictures,
         passes=args.passes,
     )
     print(json.dumps(summary, indent=2))
@@ -565,9 +593,9 @@ def _add_train_glands_parser(commands):
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--quality-dice-threshold",
-        type=float,
-        help="record in the model the quality Dice below which a registration is flagged (from labelreg crossval "
-        "--glands: its summary.json quality.dice_threshold)",
+        type=_fraction,
+        help="record in the model the quality Dice (0 to 1) below which a registration is flagged (from labelreg "
+        "crossval --glands: its summary.json quality.dice_threshold)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace the model file if it exists")
     for f in fields(GlandSettings):
@@ -575,22 +603,37 @@ def _add_train_glands_parser(commands):
         parser.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
-            type=type(f.default),
-            default=f.default,
+            default=None,
             metavar="V",
-            help=f"{f.metadata['help']} (default {f.default}{unit})",
+            help=f"{f.metadata['help']} ({f.metadata['minimum']:g} to {f.metadata['maximum']:g}{unit}; "
+            f"default {f.default}{unit})",
         )
     parser.set_defaults(func=run_train_glands)
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1 (a Dice)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number from 0 to 1")
+    return value
+
+
 def run_train_glands(args) -> int:
-    from .config import GlandSettings
+    from .config import GlandSettings, parse_value
     from .data import load_data_folder
     from .gland_training import GlandTrainer
     from .outputs import check_outputs
 
     check_outputs({"--output": args.output}, overwrite=args.overwrite, suffixes={"--output": (".pt",)})
-    settings = GlandSettings(**{f.name: getattr(args, f.name) for f in fields(GlandSettings)})
+    settings = GlandSettings()  # the defaults, then the flags given: parsed and checked by the settings' schema
+    for f in fields(GlandSettings):
+        if getattr(args, f.name) is not None:
+            setattr(settings, f.name, parse_value(getattr(args, f.name), f))
+    settings.validate("the command line")
     trainer = GlandTrainer(
         load_data_folder(args.data_dir),
         args.output,
@@ -612,23 +655,27 @@ def _add_demo_parser(commands):
         "--output", default="labelreg-demo", help="folder for the pictures and metrics (default: labelreg-demo)"
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="write into a folder that holds files the demo did not write"
+    )
     parser.set_defaults(func=run_demo)
 
 
 def run_demo(args) -> int:
     from .data import Case
-    from .evaluation import evaluate_cases
+    from .evaluation import evaluate_cases, report_files
     from .phantom import make_phantom_pair
     from .registration import Registrar
 
-    _check_report_folder(args.output, overwrite=True)  # the demo's own folder: each run replaces its reports
-    registrar = Registrar(args.model, args.device)
-    print(f"model: {registrar.model.path} (trained on: {registrar.header.get('training', {}).get('data', '?')})")
     cases = []
     for seed in DEMO_SEEDS:
         pair = make_phantom_pair(seed)
         cases.append(Case(pair.name, pair.moving_image, pair.fixed_image, pair.moving_labels, pair.fixed_labels))
     pictures = _pictures("demo")
+    # the demo's own folder: each run replaces its reports, but not another command's
+    _check_report_folder(args.output, report_files(cases), args.overwrite, own="the demo")
+    registrar = Registrar(args.model, args.device)
+    print(f"model: {registrar.model.path} (trained on: {registrar.header.get('training', {}).get('data', '?')})")
     summary, rows = evaluate_cases(registrar, cases, args.output, log=lambda *_: None, pictures=pictures)
     _print_before_after(rows, {"case": 12, "landmark": 9})
     print(f"{_medians(summary)}; registration {summary['runtime_s_median']:.2f} s per pair on {registrar.device}")

@@ -73,6 +73,7 @@ def setting(
     minimum: float | None = None,
     maximum: float | None = None,
     record: bool = True,
+    empty: bool = True,
 ):
     """A :class:`TrainConfig` field: its default, ``.ini`` section, help text, unit and allowed values.
 
@@ -84,6 +85,7 @@ def setting(
         choices: the allowed values of a text setting (empty: any text).
         minimum, maximum: the allowed range of a number (each end included).
         record: whether the model header's training record keeps it (paths and output frequencies do not).
+        empty: whether a list setting may be empty.
     """
     metadata = {
         "section": section,
@@ -93,6 +95,7 @@ def setting(
         "minimum": minimum,
         "maximum": maximum,
         "record": record,
+        "empty": empty,
     }
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
@@ -112,12 +115,13 @@ class TrainConfig:
     # [Network]
     network_type: str = setting("local", "Network", "the network", choices=NETWORK_TYPES)
     num_channel_initial: int = setting(16, "Network", "channels of the first layer (doubles at each level)", minimum=1, maximum=256)
-    ddf_levels: list = setting([0, 1, 2, 3, 4], "Network", "levels whose DDF outputs are summed, e.g. '[0, 1, 2, 3, 4]'", minimum=0, maximum=4)
+    ddf_levels: list = setting([0, 1, 2, 3, 4], "Network", "levels whose DDF outputs are summed, e.g. '[0, 1, 2, 3, 4]'", minimum=0, maximum=4,
+                              empty=False)
     norm: str = setting("batch", "Network", "normalisation layers (batch: the original)", choices=NORMS)
     # [Loss]
     similarity_type: str = setting("dice", "Loss", "label similarity", choices=SIMILARITY_TYPES)
     similarity_scales: list = setting([0, 1, 2, 4, 8, 16], "Loss", "Gaussian smoothing scales of the labels, e.g. '[0, 1, 2, 4, 8, 16]'",
-                                      unit="voxels", minimum=0, maximum=64)
+                                      unit="voxels", minimum=0, maximum=64, empty=False)
     regulariser_type: str = setting("bending", "Loss", "deformation regulariser", choices=REGULARISER_TYPES)
     regulariser_weight: float = setting(0.5, "Loss", "weight of the regulariser", minimum=0.0, maximum=1e6)
     # [Train]
@@ -176,11 +180,17 @@ class TrainConfig:
     def validate(self, source: str = "the training settings") -> TrainConfig:
         """Check every value against its setting; raises :class:`InputError` naming ``source`` (a file or the
         command line), the key, the value and what is allowed. Returns itself."""
-        for f in fields(self):
-            problem = setting_problem(getattr(self, f.name), f)
-            if problem:
-                raise InputError(source, f"{f.name} = {getattr(self, f.name)!r}: {problem}")
-        return self
+        return validate_settings(self, source)
+
+
+def validate_settings(settings, source: str):
+    """Check every field of a settings dataclass (:class:`TrainConfig`, :class:`GlandSettings`) against its
+    metadata; raises :class:`InputError` naming ``source``, the key, the value and what is allowed."""
+    for f in fields(settings):
+        problem = setting_problem(getattr(settings, f.name), f)
+        if problem:
+            raise InputError(source, f"{f.name} = {getattr(settings, f.name)!r}: {problem}")
+    return settings
 
 
 def setting_problem(value, f) -> str:
@@ -194,6 +204,8 @@ def setting_problem(value, f) -> str:
         isinstance(value, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in value)
     ):
         return "must be a list of whole numbers, e.g. [0, 1, 2]"
+    if kind == "list" and not value and not meta["empty"]:
+        return "must name at least one, e.g. [0, 1, 2]"
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
         return "must be a whole number"
     if kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
@@ -348,25 +360,27 @@ def training_record(config: TrainConfig) -> dict:
     return {f.name: getattr(config, f.name) for f in fields(TrainConfig) if f.metadata["record"]}
 
 
-def _gland_setting(default, help: str, unit: str = ""):
-    return field(default=default, metadata={"help": help, "unit": unit})
-
-
 @dataclass
 class GlandSettings:
     """The settings of a gland segmentation training (:mod:`.gland_training`); ``labelreg train-glands`` flags are
-    generated from these fields."""
+    generated from these fields and checked by :func:`validate_settings`, as the registration training's are."""
 
     # fmt: off
-    steps: int = _gland_setting(1000, "training steps", "steps")
-    num_channel_initial: int = _gland_setting(8, "channels of the first layer (doubles at each level)")
-    spacing_mm: float = _gland_setting(3.5, "segmentation grid voxel size", "mm")
-    samples_per_step: int = _gland_setting(4, "images per step, half MR and half US")
-    learning_rate: float = _gland_setting(1e-3, "Adam learning rate (ten times lower for the last fifth of the steps)")
-    corner_scale: float = _gland_setting(0.15, "random affine augmentation strength")
-    shift_mm: float = _gland_setting(12.0, "random shift, uniform in +-V per axis", "mm")
-    intensity_gamma: float = _gland_setting(0.3, "random gamma: standard deviation of log(gamma)")
-    crop_probability: float = _gland_setting(0.3, "chance that a slab at one border of the field of view is blanked")
-    phantom_pairs: int = _gland_setting(30, "synthetic phantom pairs added to the training cases")
-    seed: int = _gland_setting(0, "random seed (sampling, augmentation, initial weights)")
+    steps: int = setting(1000, "Glands", "training steps", "steps", minimum=1, maximum=10**8)
+    num_channel_initial: int = setting(8, "Glands", "channels of the first layer (doubles at each level)", minimum=1, maximum=256)
+    # the model header's range of working_spacing_mm (model_file.py)
+    spacing_mm: float = setting(3.5, "Glands", "segmentation grid voxel size", "mm", minimum=0.1, maximum=50.0)
+    samples_per_step: int = setting(4, "Glands", "images per step, half MR and half US", minimum=2, maximum=1024)
+    learning_rate: float = setting(1e-3, "Glands", "Adam learning rate (ten times lower for the last fifth of the steps)",
+                                   minimum=0.0, maximum=1.0)
+    corner_scale: float = setting(0.15, "Glands", "random affine augmentation strength", minimum=0.0, maximum=1.0)
+    shift_mm: float = setting(12.0, "Glands", "random shift, uniform in +-V per axis", "mm", minimum=0.0, maximum=200.0)
+    intensity_gamma: float = setting(0.3, "Glands", "random gamma: standard deviation of log(gamma)", minimum=0.0, maximum=5.0)
+    crop_probability: float = setting(0.3, "Glands", "chance that a slab at one border of the field of view is blanked",
+                                      minimum=0.0, maximum=1.0)
+    phantom_pairs: int = setting(30, "Glands", "synthetic phantom pairs added to the training cases", minimum=0, maximum=10000)
+    seed: int = setting(0, "Glands", "random seed (sampling, augmentation, initial weights)", minimum=0, maximum=2**32 - 1)
     # fmt: on
+
+    def validate(self, source: str = "the gland training settings") -> GlandSettings:
+        return validate_settings(self, source)

@@ -18,6 +18,7 @@ Output, under the cross-validation folder::
     metrics.csv         every held-out landmark row of every fold, with its fold
     per_case.csv        one row per case: fold, gland Dice and median landmark TRE before and after, folding
                         (with ``glands``: the quality score and the predicted glands' accuracy)
+    split.json          the split, written first: K, the seed and each fold's cases (a resume must match it)
     summary.json        pooled medians, each fold's (the same medians over its cases), which case was in which fold;
                         with ``glands``, the quality score's threshold and how well it ranks the true TRE
 
@@ -43,6 +44,7 @@ from .data import Case, load_data_folder
 from .errors import InputError
 from .io import write_text
 
+SPLIT_NAME = "split.json"  # the folds a cross-validation folder was made with
 DONE_NAME = "done.json"  # written in a stage's run folder once its training has finished
 QUALITY_FLAG_FRACTION = 0.2  # the share of held-out pairs whose quality Dice sets the flagging threshold
 
@@ -128,11 +130,6 @@ class CrossValidation:
         self.glands = glands or any(stage.initial_alignment == "glands" for stage in stages)
         self.gland_settings = gland_settings
         self.output = check_output_folder("--output", output)
-        if (self.output / "summary.json").exists() and not (resume or overwrite):
-            raise InputError(
-                f"--output {self.output}",
-                "holds a cross-validation already; --resume continues it, --overwrite starts again",
-            )
         self.resume, self.overwrite, self.log = resume, overwrite, log
         first = stages[0]
         self.cases = (
@@ -143,6 +140,39 @@ class CrossValidation:
             )
         )
         self.folds = assign_folds(len(self.cases), folds, first.seed)
+        self._claim_split(first.seed)
+
+    def _claim_split(self, seed: int) -> None:
+        """Write ``split.json``, or check the one there: resuming under another split would measure held-out cases
+        with models trained on them."""
+        split = {
+            "folds": len(self.folds),
+            "seed": seed,
+            "cases": [[self.cases[i].name for i in fold] for fold in self.folds],
+        }
+        path, where = self.output / SPLIT_NAME, f"--output {self.output}"
+        earlier = json.loads(path.read_text()) if path.is_file() else None
+        if not self.overwrite:
+            if (earlier is not None or (self.output / "summary.json").exists()) and not self.resume:
+                raise InputError(
+                    where, "holds a cross-validation already; --resume continues it, --overwrite starts again"
+                )
+            if earlier is None and self.resume and any(self.output.glob("fold*")):
+                raise InputError(
+                    where, f"has folds but no {SPLIT_NAME} to check them against; --overwrite starts again"
+                )
+            if earlier is not None and earlier != split:
+                other = (
+                    "other cases in its folds"
+                    if (earlier.get("folds"), earlier.get("seed")) == (split["folds"], split["seed"])
+                    else f"{earlier.get('folds')} folds, seed {earlier.get('seed')}"
+                )
+                raise InputError(
+                    where,
+                    f"was made with {other} ({SPLIT_NAME}); resume with the same --folds, --seed and data, or "
+                    "--overwrite starts again",
+                )
+        write_text(path, json.dumps(split, indent=2) + "\n")
 
     def stage_config(self, fold: int, stage: int) -> TrainConfig:
         """Stage ``stage`` of fold ``fold``: its own run folder, starting from the fold's previous stage, aligning

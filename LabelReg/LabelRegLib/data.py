@@ -111,6 +111,11 @@ def resolve_folders(
 ) -> dict:
     """The four folders: explicit ones win over ``data_dir/<standard name>``; labels are optional."""
     explicit = dict(zip(FOLDERS, (moving_images, fixed_images, moving_labels, fixed_labels)))
+    if data_dir and Path(data_dir).expanduser().is_file():  # said once, not as four missing folders
+        raise InputError(
+            Path(data_dir).expanduser(),
+            f"is a file, not a folder; give the folder that holds {', '.join(f'{f}/' for f in FOLDERS)}",
+        )
     folders = {}
     for key, value in explicit.items():
         if value:

@@ -39,6 +39,9 @@ def select_device(name: str = "auto"):
         raise DeviceError(
             f"Device '{name}' was requested but is not available here; available: {', '.join(available)}."
         )
-    if kind == "cuda" and ":" in name and int(name.split(":")[1]) >= torch.cuda.device_count():
+    index = name.split(":")[1] if ":" in name else "0"
+    if not index.isdigit():
+        raise DeviceError(f"Unknown device '{name}'; give cuda:N with N a whole number.")
+    if kind == "cuda" and int(index) >= torch.cuda.device_count():
         raise DeviceError(f"Device '{name}' was requested but only {torch.cuda.device_count()} CUDA device(s) exist.")
     return torch.device(name)

@@ -131,6 +131,11 @@ def write_summary(summary: dict, path: Path) -> None:
     write_text(path, json.dumps(summary, indent=2) + "\n")
 
 
+def report_files(cases: list[Case], pictures: bool = True) -> list[str]:
+    """The names of the files :func:`evaluate_cases` writes into its folder."""
+    return ["metrics.csv", "summary.json", *(f"{case.name}.png" for case in cases if pictures)]
+
+
 def evaluate_cases(
     registrar: Registrar,
     cases: list[Case],

@@ -85,7 +85,7 @@ class GlandTrainer:
     ):
         from .device import select_device
 
-        self.settings = settings or GlandSettings()
+        self.settings = (settings or GlandSettings()).validate()
         self.output = Path(output)
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.data_source = data_source

@@ -50,11 +50,53 @@ def is_volume_file(path: str | Path) -> bool:
     return file_suffix(path) in VOLUME_SUFFIXES + (".seg.nrrd",)
 
 
+def missing_file_problem(path: str | Path, kind: str = "file") -> str:
+    """Why ``path`` is not a ``kind`` that can be read, in the user's words ("" when it is a regular file): not
+    found, a link that leads nowhere, a folder, or a FIFO, device or socket (whose read would block or never end)."""
+    path = Path(path)
+    try:
+        if path.is_file():
+            return ""
+        if path.is_dir():
+            return f"is a folder, not a {kind}"
+        if path.exists():
+            return f"is not a regular file (a FIFO, device or socket), not a {kind}"
+        if os.path.islink(path):
+            return "is a symbolic link that leads nowhere (a loop, or its target is gone)"
+    except OSError as error:  # a name too long, a loop the platform reports as an error
+        return f"cannot be opened ({error.strerror or error})"
+    return f"{kind} not found"
+
+
+NAME_ADDED_BYTES = 16  # what LabelReg adds to an output's name for its lock file (".<name>.labelreg-lock")
+
+
+def name_problem(path: str | Path, output: bool = False) -> str:
+    """Why ``path``'s name cannot be used ("" when it can): bytes that are not UTF-8 text (ITK's readers and writers
+    abort the process on them), or, for an ``output``, a name too long for its file system once LabelReg adds its
+    temporary and lock-file suffixes."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return "has a name that is not UTF-8 text, which ITK cannot open; rename it"
+    if output:
+        try:
+            limit = os.pathconf(Path(path).parent if Path(path).parent.is_dir() else ".", "PC_NAME_MAX")
+        except (AttributeError, OSError, ValueError):  # Windows: no pathconf; NTFS takes 255 characters
+            limit = 255
+        length = len(os.fsencode(Path(path).name))
+        if length + NAME_ADDED_BYTES > limit:
+            return (
+                f"has a name of {length} bytes, too long for its file system once LabelReg adds its temporary "
+                f"suffix (at most {limit - NAME_ADDED_BYTES}); choose a shorter name"
+            )
+    return ""
+
+
 def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise InputError(path, "file not found")
-    if not path.is_file():
-        raise InputError(path, "is not a file")
+    problem = name_problem(path) or missing_file_problem(path)
+    if problem:
+        raise InputError(path, problem)
     if not is_volume_file(path):
         raise InputError(
             path, f"unsupported file type '{file_suffix(path)}'; expected one of {', '.join(VOLUME_SUFFIXES)}"
@@ -120,6 +162,12 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return array, _sitk_ijk_to_ras(image)
 
 
+def _last_line(error: Exception) -> str:
+    """The last non-empty line of a reader's message (ITK's run over many lines; the last says what failed)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
 def read_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read any supported file as ``(array [k, j, i, ...extra axes], ijk_to_ras)``.
 
@@ -127,6 +175,7 @@ def read_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """
     path = Path(path)
     _check_readable(path)
+    _check_size(path)
     try:
         if file_suffix(path) in NIFTI_SUFFIXES:
             array_ijk, ijk_to_ras = _read_nifti(path)
@@ -135,20 +184,57 @@ def read_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     except InputError:
         raise
     except Exception as error:  # the readers raise many types; the user needs the file and the reason
-        raise InputError(path, f"cannot be read as an image ({error})") from error
+        raise InputError(path, f"cannot be read as an image ({_last_line(error)})") from error
     if array_ijk.ndim < 3:
         raise InputError(path, f"is a {array_ijk.ndim}D image; a 3D volume is required")
     array_kji = np.transpose(array_ijk, (2, 1, 0) + tuple(range(3, array_ijk.ndim)))
     return np.ascontiguousarray(array_kji), ijk_to_ras
 
 
+def _check_size(path: Path) -> None:
+    """Refuse an image whose header promises more voxels than this machine can hold, before its data is read."""
+    from .memory import GIB, available_ram_bytes
+
+    try:
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()  # the header only
+        size = list(reader.GetSize())
+        voxels = int(np.prod(size, dtype=np.float64)) * reader.GetNumberOfComponents()
+    except Exception:  # an unreadable header: the reader that follows names the problem
+        return
+    needed, available = voxels * 8, available_ram_bytes()  # its own type and float32, at most 8 bytes a voxel
+    if available is not None and needed > available:
+        raise InputError(
+            path,
+            f"is a {'x'.join(map(str, size))} image: reading it needs about {needed / GIB:.1f} GiB and "
+            f"{available / GIB:.1f} GiB is available; crop or resample it first",
+        )
+
+
 def read_volume(path: str | Path, dtype=np.float32) -> Volume:
-    """Read a 3D scalar image (a trailing axis of length 1 is dropped)."""
+    """Read a 3D scalar image (a trailing axis of length 1 is dropped); colour images and values beyond
+    ``dtype``'s range are refused naming what they are."""
     array, ijk_to_ras = read_array(path)
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
+    if array.dtype.names or array.ndim == 4 and array.shape[-1] in (3, 4):  # NIfTI RGB(A) records, ITK vectors
+        components = len(array.dtype.names) if array.dtype.names else array.shape[-1]
+        raise InputError(
+            path, f"is a colour or vector image ({components} values a voxel); a grey-scale 3D volume is required"
+        )
     if array.ndim != 3:
         raise InputError(path, f"is not a 3D scalar image: its array has shape {array.shape[::-1]} (i, j, k, ...)")
+    if np.issubdtype(array.dtype, np.floating) and np.issubdtype(dtype, np.floating):
+        largest = float(np.nanmax(np.abs(array), initial=0.0, where=np.isfinite(array)))
+        if largest > np.finfo(dtype).max:
+            raise InputError(
+                path,
+                f"holds values up to {largest:.3g}, beyond the {np.dtype(dtype).name} range LabelReg computes in "
+                f"(at most {np.finfo(dtype).max:.3g}); rescale its intensities",
+            )
     volume = Volume(array.astype(dtype, copy=False), ijk_to_ras, strip_suffix(path))
     check_volume(volume, str(path))
     return volume
@@ -190,7 +276,7 @@ def _read_segmentation(path: Path) -> list[Volume]:
     try:
         image = sitk.ReadImage(str(path))
     except Exception as error:
-        raise InputError(path, f"cannot be read as a segmentation ({error})") from error
+        raise InputError(path, f"cannot be read as a segmentation ({_last_line(error)})") from error
     array = sitk.GetArrayFromImage(image)  # [k, j, i] or [k, j, i, layer]
     layers = array if array.ndim == 4 else array[..., np.newaxis]
     ijk_to_ras = _sitk_ijk_to_ras(image)

@@ -48,9 +48,23 @@ def available_ram_bytes() -> int | None:
         return None
 
 
-def check_registration_memory(name: str, working_shape_kji, fixed_shape_kji, num_channel_initial: int, device) -> None:
-    """Raise :class:`InputError` naming ``name``, the grids and the estimate when this machine lacks the memory."""
+def gland_bytes(grid_shapes_kji: list, num_channel_initial: int) -> int:
+    """Estimated peak bytes of the gland segmentation of images with these segmentation grids: one batch, every grid
+    padded to the largest (:meth:`.glands.GlandSegmenter.segment_all`); the network's coefficient, for want of a
+    measurement of its own (its network is no wider than the registration's per level)."""
+    if not grid_shapes_kji:
+        return 0
+    largest = [max(shape[axis] for shape in grid_shapes_kji) for axis in range(3)]
+    return prod(largest) * len(grid_shapes_kji) * BYTES_PER_WORKING_VOXEL_PER_CHANNEL * num_channel_initial
+
+
+def check_registration_memory(
+    name: str, working_shape_kji, fixed_shape_kji, num_channel_initial: int, device, glands: int = 0
+) -> None:
+    """Raise :class:`InputError` naming ``name``, the grids and the estimate when this machine lacks the memory
+    (``glands``: the gland segmentation's bytes, :func:`gland_bytes`, on the same device as the network)."""
     network, field = registration_bytes(working_shape_kji, fixed_shape_kji, num_channel_initial)
+    network += glands
     needs = {"memory": network + field}
     have = {"memory": available_ram_bytes()}
     if getattr(device, "type", str(device)) == "cuda":  # the network's share lives on the GPU
@@ -64,6 +78,11 @@ def check_registration_memory(name: str, working_shape_kji, fixed_shape_kji, num
                 name,
                 f"is too large to register here: a {'x'.join(map(str, fixed_shape_kji))} grid, "
                 f"{'x'.join(map(str, working_shape_kji))} at the model's working spacing, needs about "
-                f"{needed / GIB:.1f} GiB of {kind} and {have[kind] / GIB:.1f} GiB is available; crop the US to the "
-                "prostate or resample it to a coarser spacing",
+                f"{needed / GIB:.1f} GiB of {kind} and {have[kind] / GIB:.1f} GiB is available"
+                + (
+                    f" (the gland segmentation of each image's whole field of view takes {glands / GIB:.1f} GiB of it)"
+                    if glands
+                    else ""
+                )
+                + "; crop the image to the prostate or resample it to a coarser spacing",
             )

@@ -176,8 +176,11 @@ def load_weights_only(path: Path, kind: str):
 
     import torch
 
-    if not path.is_file():
-        raise ModelFileError(path, f"{kind} not found")
+    from .io import missing_file_problem
+
+    problem = missing_file_problem(path, kind)
+    if problem:
+        raise ModelFileError(path, problem)
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
         raise ModelFileError(path, f"is truncated, damaged or not a {kind} (not a PyTorch zip archive)")
     try:

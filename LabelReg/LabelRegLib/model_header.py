@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import TrainConfig, training_record
+from .config import NETWORK_TYPES, TrainConfig, training_record
 from .errors import ModelFileError
 from .model_file import model_settings_flags, read_model_payload
 from .preprocess import DEFAULT_NORMALISATION
@@ -57,6 +57,13 @@ def load_initial_weights(config: TrainConfig, network) -> dict:
     """Load ``initial_model`` (a LabelReg model file of the same architecture) into ``network``; its header."""
     path = Path(config.initial_model).expanduser()
     header, state = read_model_payload(path)
+    kind = (header.get("architecture") or {}).get("network_type")
+    if kind not in NETWORK_TYPES:  # its settings would be no training's: suggest none
+        raise ModelFileError(
+            path,
+            f"is a {kind!r} model, not a registration network ({', '.join(NETWORK_TYPES)}); a training starts only "
+            "from a registration model, e.g. the bundled labelreg_localnet.pt",
+        )
     if header.get("architecture") != architecture_of(config):
         raise ModelFileError(
             path,

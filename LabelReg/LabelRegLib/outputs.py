@@ -12,7 +12,8 @@ wrote it. So each approved output is also claimed, by creating a lock file
 beside it exclusively (``.<name>.labelreg-lock``, with the claiming process's
 id): the run that claims it second is refused in one line, whatever it was
 given (``--overwrite`` replaces files, not another run's output). The claims
-are released when the command ends (:func:`release_claims`, also at exit).
+are released when the command ends (:func:`release_claims`, also at exit); a
+lock left by a process that no longer runs (killed) is taken over.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import stat
 from pathlib import Path
 
 from .errors import InputError
-from .io import OUTPUT_VOLUME_SUFFIXES, file_suffix
+from .io import OUTPUT_VOLUME_SUFFIXES, file_suffix, missing_file_problem, name_problem
 from .transform_io import TRANSFORM_SUFFIXES
 
 MODEL_SUFFIXES = (".pt",)
@@ -33,10 +34,19 @@ TRANSFORM_OUTPUT_SUFFIXES = (
 CHECKPOINT_NAME = "checkpoint.pt"  # a run folder's checkpoint (checkpoint.py writes it)
 
 
+def _file_key(path: Path) -> tuple:
+    """What identifies a file: the device and inode of one that exists (a hard or symbolic link is the same
+    file), else its absolute path with every link resolved. Keys are compared in dictionaries, so checking N
+    outputs against M inputs takes N + M steps, not N x M."""
+    try:
+        status = os.stat(path)
+        return ("inode", status.st_dev, status.st_ino)
+    except (OSError, ValueError):  # not there (yet), a link loop, a name the system refuses
+        return ("path", os.path.normcase(os.path.realpath(path)))
+
+
 def _same_file(a: Path, b: Path) -> bool:
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
+    return _file_key(a) == _file_key(b)
 
 
 def _read_only(path: Path) -> bool:
@@ -76,8 +86,8 @@ def check_outputs(
         overwrite: whether existing outputs may be replaced (``--overwrite``).
         suffixes: option name -> the file types allowed for that output.
     """
-    given_inputs = {name: Path(path) for name, path in (inputs or {}).items() if path}
-    seen: dict[str, Path] = {}
+    given_inputs = {_file_key(Path(path).expanduser()): name for name, path in (inputs or {}).items() if path}
+    seen: dict[tuple, str] = {}
     for name, value in outputs.items():
         if not value:
             continue
@@ -85,21 +95,20 @@ def check_outputs(
         allowed = (suffixes or {}).get(name)
         if allowed and file_suffix(path) not in allowed:
             raise InputError(f"{name} {path}", f"unsupported file type '{file_suffix(path)}'; use {', '.join(allowed)}")
-        for input_name, input_path in given_inputs.items():
-            if _same_file(path, input_path):
-                raise InputError(
-                    f"{name} {path}", f"is also the {input_name} input; it would be destroyed: choose another file"
-                )
-        for other_name, other in seen.items():
-            if _same_file(path, other):
-                raise InputError(f"{name} {path}", f"is also the {other_name} output: choose two files")
-        problem = _writable_problem(path)
+        key = _file_key(path)
+        if key in given_inputs:
+            raise InputError(
+                f"{name} {path}", f"is also the {given_inputs[key]} input; it would be destroyed: choose another file"
+            )
+        if key in seen:
+            raise InputError(f"{name} {path}", f"is also the {seen[key]} output: choose two files")
+        problem = name_problem(path, output=True) or _writable_problem(path)
         if problem:
             raise InputError(f"{name} {path}", problem)
         _claim(path, name)
         if path.exists() and not overwrite:  # checked after the claim: another run may just have written it
             raise InputError(f"{name} {path}", "exists; pass --overwrite to replace it")
-        seen[name] = path
+        seen[key] = name
 
 
 _claims: dict[Path, Path] = {}  # output -> its lock file, held by this process
@@ -119,6 +128,9 @@ def _claim(path: Path, name: str) -> None:
         handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         owner = lock.read_text(errors="replace").strip() if lock.is_file() else "?"
+        if owner.isdigit() and not _alive(int(owner)):  # left by a run that was killed: taken over
+            lock.unlink(missing_ok=True)
+            return _claim(path, name)
         raise InputError(
             f"{name} {path}",
             f"is being written by another LabelReg run (process {owner or '?'}); if none runs, delete {lock.name}",
@@ -134,6 +146,12 @@ def _claim(path: Path, name: str) -> None:
     _claims[path] = lock
 
 
+def _alive(pid: int) -> bool:
+    from .training_process import process_alive
+
+    return pid == os.getpid() or process_alive(pid)
+
+
 def release_claims() -> None:
     """Remove the lock files this process created (the command has ended)."""
     while _claims:
@@ -145,14 +163,15 @@ def release_claims() -> None:
 
 
 def check_rows(rows: list, inputs: dict, outputs: dict, overwrite: bool, source: str | None = None, model=None) -> None:
-    """:func:`check_outputs` over a table of jobs, every output against every input of every row.
+    """:func:`check_outputs` over a table of jobs, every output against every input of every row; every input
+    there.
 
     Args:
         rows: ``(row number, {column: path})`` pairs (one row for a single job given by options).
         inputs: input column -> its option name.
         outputs: output column -> ``(option name, allowed file types)``.
         overwrite: whether existing outputs may be replaced.
-        source: the CSV the rows come from: outputs are then named ``<source>: row N <column>``, else by option.
+        source: the CSV the rows come from: files are then named ``<source>: row N <column>``, else by option.
         model: the model file, an input too.
     """
 
@@ -161,7 +180,11 @@ def check_rows(rows: list, inputs: dict, outputs: dict, overwrite: bool, source:
 
     given, written, suffixes = {"--model": model}, {}, {}
     for n, row in rows:
-        given.update({name(n, column, option): row.get(column) for column, option in inputs.items()})
+        for column, option in inputs.items():
+            problem = missing_file_problem(row[column]) if row.get(column) else ""
+            if problem:  # found before the first pair is registered, not after hours of them
+                raise InputError(f"{name(n, column, option)} {row[column]}", problem)
+            given[name(n, column, option)] = row.get(column)
         for column, (option, allowed) in outputs.items():
             written[name(n, column, option)] = row.get(column)
             suffixes[name(n, column, option)] = allowed
@@ -210,28 +233,41 @@ class RunFolder:
                     f"--output_dir {self.folder}", "has no checkpoint.pt to resume; start without --resume"
                 )
             self._check_same_settings(config)
-        elif (checkpoint.exists() or model.exists()) and not overwrite:
+            return
+        in_folder = os.path.abspath(model.parent) == os.path.abspath(self.folder)
+        if not overwrite and (checkpoint.exists() or in_folder and model.exists()):
             held = checkpoint if checkpoint.exists() else model
             raise InputError(
                 f"--output_dir {self.folder}",
                 f"holds a training already ({held.name}); --resume continues it, --overwrite starts again",
             )
+        if not overwrite and model.exists():  # a model file elsewhere: the folder itself may be new
+            raise InputError(f"--file_model_save {model}", "exists; pass --overwrite to replace it")
 
     def _check_same_settings(self, config) -> None:
-        """Resuming with other settings would silently change the result: refuse, naming them."""
+        """Resuming with other settings would silently change the result, and a model file this training did not
+        write would be replaced: refuse, naming them."""
         from .config import train_config_from_ini, training_record
 
-        written = self.folder / "config.ini"
+        where, written = f"--output_dir {self.folder}", self.folder / "config.ini"
         if not written.is_file():
-            return
-        before, now = training_record(train_config_from_ini(written)), training_record(config)
+            raise InputError(where, "has no config.ini to check the settings against; start a new run instead")
+        earlier = train_config_from_ini(written)
+        before, now = training_record(earlier), training_record(config)
         changed = [key for key in now if key != "total_iterations" and before.get(key) != now[key]]
         if changed:
             listed = ", ".join(f"{key} {before.get(key)!r} -> {now[key]!r}" for key in changed)
             raise InputError(
-                f"--output_dir {self.folder}",
+                where,
                 f"was trained with other settings ({listed}); resume with the same ones "
                 "(only total_iterations may change), or start a new run",
+            )
+        model = config.model_path()
+        own = Path(earlier.file_model_save).expanduser() if earlier.file_model_save else self.folder / "model.pt"
+        if model.exists() and not _same_file(model, own):
+            raise InputError(
+                f"--file_model_save {model}",
+                f"exists and was not written by the training in {self.folder} (it writes {own}); choose a new file",
             )
 
     def __enter__(self) -> RunFolder:

@@ -8,12 +8,16 @@ writes ``output_segmentation`` and ``output_labelmap``; ``moving_gland`` and
 ``fixed_gland`` receive the predicted glands (``--output-glands``); both read
 ``moving_points`` (MR targets, ``.csv`` or ``.mrk.json``) and write them mapped
 onto the US as ``points_on_fixed`` (:mod:`.point_mapping`). A column the tool does
-not handle is refused, not ignored. Row numbers are the file's line numbers.
+not handle is refused, not ignored, as are a column named twice and a row with more
+values than the header has columns. Row numbers are the file's line numbers.
+Relative paths are relative to the CSV's own folder (as in every manifest: the
+table and its files move together), not to the folder the tool runs in.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from .errors import InputError
@@ -67,30 +71,55 @@ def columns_of(names) -> tuple[dict, dict]:
 
 
 def read_pairs(path: str | Path, known: tuple = COMMAND_LINE_COLUMNS) -> list[tuple[int, dict]]:
-    """``(row number, job)`` of a pairs CSV: a byte-order mark and spaces around names and values are ignored,
-    blank lines skipped; a missing or unknown column (not in ``known``, the columns the reading tool handles)
-    or a row without moving and fixed is refused naming the row."""
+    """``(row number, job)`` of a pairs CSV, every path absolute (a relative one taken from the CSV's folder).
+
+    A byte-order mark and spaces around names and values are ignored, blank lines skipped. Refused, naming the
+    file and the row: a missing, repeated or unknown column (not in ``known``, the columns the reading tool
+    handles), a row with more values than columns, a row without moving and fixed."""
+    path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle, skipinitialspace=True)
-            columns = [(c or "").strip() for c in reader.fieldnames or []]
-            rows = [(reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items() if k}) for row in reader]
+            reader = csv.reader(handle, skipinitialspace=True)
+            header = [column.strip() for column in next(reader, [])]
+            rows = [(reader.line_num, [value.strip() for value in row]) for row in reader]
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, not a CSV file") from None
     except (UnicodeDecodeError, csv.Error) as error:
         raise InputError(path, f"is not a CSV text file ({str(error).splitlines()[0]})") from None
-    if not {"moving", "fixed"} <= set(columns):
-        raise InputError(
-            path,
-            f"expected a CSV header with at least the columns moving and fixed (found: {', '.join(columns) or 'none'})",
-        )
-    unknown = [column for column in columns if column not in known]
-    if unknown:
-        raise InputError(path, f"unknown column(s) {', '.join(unknown)}; this tool reads: {', '.join(known)}")
-    jobs = [(n, row) for n, row in rows if any(row.values())]
-    for n, row in jobs:
-        if not (row.get("moving") and row.get("fixed")):
+    _check_header(path, header, known)
+    folder, jobs = Path(os.path.abspath(path.parent)), []
+    for n, values in rows:
+        if not any(values):
+            continue
+        if len(values) > len(header):
+            raise InputError(path, f"row {n}: {len(values)} values, but the header names {len(header)} columns")
+        job = {column: _absolute(value, folder) for column, value in zip(header, values) if column}
+        if not (job.get("moving") and job.get("fixed")):
             raise InputError(path, f"row {n}: moving and fixed are both needed")
+        jobs.append((n, job))
     if not jobs:
         raise InputError(path, "no pairs in the file")
     return jobs
+
+
+def _check_header(path: Path, header: list, known: tuple) -> None:
+    if not {"moving", "fixed"} <= set(header):
+        raise InputError(
+            path,
+            f"expected a CSV header with at least the columns moving and fixed (found: {', '.join(header) or 'none'})",
+        )
+    repeated = sorted({column for column in header if column and header.count(column) > 1})
+    if repeated:
+        raise InputError(path, f"the header names column(s) {', '.join(repeated)} twice; name each once")
+    unknown = [column for column in header if column and column not in known]
+    if unknown:
+        raise InputError(path, f"unknown column(s) {', '.join(unknown)}; this tool reads: {', '.join(known)}")
+
+
+def _absolute(value: str, folder: Path) -> str:
+    """A path of the CSV as an absolute path: ``~`` expanded, a relative one taken from the CSV's ``folder``."""
+    if not value:
+        return ""
+    return str(Path(os.path.join(folder, os.path.expanduser(value))))

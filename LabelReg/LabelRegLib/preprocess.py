@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .spatial import initial_alignment, resample_volume
+from .errors import InputError
+from .spatial import fields_of_view_overlap, initial_alignment, resample_volume
 from .volume import Volume, resampled_geometry
 
 DEFAULT_NORMALISATION = {"method": "percentile", "low": 1.0, "high": 99.0}
@@ -62,6 +63,14 @@ def prepare_pair(
     4x4 matrix computed elsewhere (the ``glands`` alignment), used instead of ``alignment``."""
     shape, matrix = working_geometry(fixed, working_spacing_mm)
     initial = initial_alignment(moving, fixed, alignment) if initial is None else initial
+    if not fields_of_view_overlap(moving, fixed, initial):  # the network would see an empty moving image
+        apart_mm = np.linalg.norm((initial @ [*fixed.center_ras, 1.0])[:3] - moving.center_ras)
+        raise InputError(
+            moving.name or "moving volume",
+            f"does not overlap {fixed.name or 'the fixed volume'} in space under the '{alignment}' initial alignment "
+            f"(their centres are {apart_mm:.0f} mm apart as their headers place them); use the 'centers' alignment "
+            "(--init centers), or correct the image positions",
+        )
     on_fixed_grid = shape == fixed.shape and np.allclose(matrix, fixed.ijk_to_ras)
 
     def moving_on_grid(volume: Volume) -> np.ndarray:

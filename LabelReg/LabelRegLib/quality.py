@@ -31,10 +31,12 @@ class Quality:
     dice: float  # Dice of the warped predicted MR gland and the predicted US gland (0 when either is missing)
     centroid_mm: float  # distance of their centroids, RAS mm (NaN when either is missing)
     threshold: float | None  # Dice below which the registration is flagged (from the gland model's header)
+    missing: str = ""  # the images whose gland was not found ("MR", "US", "MR and US"): then nothing was checked
 
     @property
     def flagged(self) -> bool:
-        return self.threshold is not None and not self.dice >= self.threshold
+        """Below the threshold, or not checked at all (a gland not found), whatever the model's threshold."""
+        return bool(self.missing) or self.threshold is not None and not self.dice >= self.threshold
 
     def row(self) -> dict:
         """The :data:`QUALITY_COLUMNS` of a CSV row."""
@@ -42,6 +44,11 @@ class Quality:
 
     def text(self) -> str:
         """One line for a terminal or a status bar."""
+        if self.missing:
+            return (
+                f"self-check: no gland found on the {self.missing}, so the registration could not be checked - "
+                "check it before relying on it"
+            )
         line = (
             f"self-check: predicted glands overlap with Dice {self.dice:.2f}, centroids {self.centroid_mm:.1f} mm apart"
         )
@@ -57,7 +64,8 @@ def quality_score(moving: Gland, fixed: Gland, displacement: Volume, threshold: 
     from .spatial import resample_volume
 
     if not (moving.found and fixed.found):
-        return Quality(0.0, float("nan"), threshold)
+        missing = " and ".join(name for name, gland in (("MR", moving), ("US", fixed)) if not gland.found)
+        return Quality(0.0, float("nan"), threshold, missing)
     grid = fixed.probability
     field = resample_volume(displacement, grid.shape, grid.ijk_to_ras).array  # the displacement on the gland grid
     warped = resample_volume(moving.probability, grid.shape, grid.ijk_to_ras, displacement_ras=field)

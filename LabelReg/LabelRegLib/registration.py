@@ -11,18 +11,19 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
+from math import prod
 from pathlib import Path
 
 import numpy as np
 
 from .config import TrainConfig
 from .errors import InputError
-from .memory import check_registration_memory
+from .memory import check_registration_memory, gland_bytes, registration_bytes
 from .model_file import LoadedModel, load_model
 from .networks import PAD_MULTIPLE
 from .preprocess import prepare_pair, working_geometry
 from .spatial import resample_volume
-from .volume import Volume, check_volume
+from .volume import Volume, check_volume, resampled_geometry
 
 
 @dataclass
@@ -112,7 +113,17 @@ class Registrar:
             )
         padded_shape = tuple(max(n, m) for n, m in zip(working_shape, self.network.min_input_shape or working_shape))
         channels = self.model.header["architecture"].get("num_channel_initial", 32)
-        check_registration_memory(fixed.name or "fixed volume", padded_shape, fixed.shape, channels, self.device)
+        glands, name = 0, fixed.name or "fixed volume"
+        if self.glands is not None:  # each image on its own segmentation grid: its whole field of view
+            grids = {
+                volume.name or role: resampled_geometry(volume.shape, volume.ijk_to_ras, self.glands.spacing_mm)[0]
+                for volume, role in ((moving, "moving volume"), (fixed, "fixed volume"))
+            }
+            glands = gland_bytes(list(grids.values()), self.glands.header["architecture"].get("num_channel_initial", 8))
+            network, field = registration_bytes(padded_shape, fixed.shape, channels)
+            if glands > network + field:  # the segmentation dominates: name the image with the largest grid
+                name = max(grids, key=lambda key: prod(grids[key]))
+        check_registration_memory(name, padded_shape, fixed.shape, channels, self.device, glands)
 
     def default_alignment(self) -> str:
         """The initial alignment when none is asked for: ``best`` for a model trained from the centres when a gland

@@ -162,6 +162,20 @@ def initial_alignment(moving: Volume, fixed: Volume, mode: str = "centers") -> n
     return matrix
 
 
+def fields_of_view_overlap(moving: Volume, fixed: Volume, fixed_to_moving_ras: np.ndarray) -> bool:
+    """Whether any of the fixed field of view lands inside the moving one under ``fixed_to_moving_ras`` (4x4).
+
+    The fixed grid's eight corners (voxel edges, not centres) are taken into the moving voxel frame; their bounding
+    box is compared with the moving box. A box that does not meet it means certainly no overlap (for an oblique
+    pair the bounding box is larger than the true image of the grid, so the test never refuses a real overlap)."""
+    edges = [(-0.5, n - 0.5) for n in fixed.shape[::-1]]  # i, j, k
+    corners_ijk = np.array([[i, j, k, 1.0] for i in edges[0] for j in edges[1] for k in edges[2]])
+    to_moving_ijk = np.linalg.inv(moving.ijk_to_ras) @ np.asarray(fixed_to_moving_ras, float) @ fixed.ijk_to_ras
+    mapped = (to_moving_ijk @ corners_ijk.T).T[:, :3]
+    high = np.array(moving.shape[::-1], float) - 0.5
+    return bool(np.all(mapped.max(axis=0) > -0.5) and np.all(mapped.min(axis=0) < high))
+
+
 # ---------------------------------------------------------------- voxel <-> RAS displacements
 def ddf_voxel_to_ras(ddf: torch.Tensor | np.ndarray, ijk_to_ras: np.ndarray):
     """Voxel DDF (channels i, j, k on dimension -4: ``[..., 3, K, J, I]``) to RAS mm displacements, same layout."""

@@ -77,12 +77,13 @@ class Trainer:
         if c.deterministic:
             torch.use_deterministic_algorithms(True)
         torch.manual_seed(c.seed)
-        self.data = TrainingData(c, cases)
+        network = build_network(**architecture_of(c))
+        # the initial model before the data: a damaged or unfitting file is refused before minutes of reading
+        self.initial_model_header = load_initial_weights(c, network) if c.initial_model else {}
+        self.data = TrainingData(c, cases, self.dist.world_size)
         self.sampler = EpochSampler(self.data, c.minibatch_size * self.dist.world_size, c.label_sampling)
         self.augmentation = Augmentation(c)
-        network = build_network(**architecture_of(c))
         network.min_input_shape = self.data.train_shape  # validation pads smaller pairs to it, as inference will
-        self.initial_model_header = load_initial_weights(c, network) if c.initial_model else {}
         # channels-last 3D memory layout: about 30 % faster convolutions on the CPU, same results
         self.network = network.to(self.device, memory_format=torch.channels_last_3d)
         self.model = self.dist.wrap(self.network)

@@ -15,6 +15,7 @@ import torch
 
 from .config import FOLDER_KEYS, TrainConfig
 from .data import Case, load_data_folder
+from .errors import InputError
 from .preprocess import WorkingPair, prepare_pair
 from .spatial import affine_warp
 
@@ -34,7 +35,7 @@ def _pad_to(array: np.ndarray, shape) -> np.ndarray:
 class TrainingData:
     """The cases of a training, their working-grid pairs, the split, and the training tensors."""
 
-    def __init__(self, config: TrainConfig, cases: list[Case] | None = None):
+    def __init__(self, config: TrainConfig, cases: list[Case] | None = None, ranks: int = 1):
         c = config
         if cases is None:
             cases = load_data_folder(
@@ -49,6 +50,13 @@ class TrainingData:
             cases = list(cases) + [
                 Case(p.name, p.moving_image, p.fixed_image, p.moving_labels, p.fixed_labels) for p in phantoms
             ]
+        if c.minibatch_size * ranks > len(self.train_idx):  # a step would train on one pair twice
+            raise InputError(
+                "--minibatch_size",
+                f"{c.minibatch_size} pairs a step{f' on each of {ranks} processes' if ranks > 1 else ''}, but the "
+                f"training share holds {len(self.train_idx)} pairs ({len(self.val_idx)} of the {len(cases)} held out "
+                f"for validation); give --minibatch_size {max(1, len(self.train_idx) // ranks)} or less",
+            )
         self.cases = cases
         initials = glands_initials(cases, c) if c.initial_alignment == "glands" else [None] * len(cases)
         self.pairs: list[WorkingPair] = [

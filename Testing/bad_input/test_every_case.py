@@ -13,8 +13,9 @@ process of their own (the Slicer batch script, signals, two processes) are in
 from __future__ import annotations
 
 import io
-import re
+import json
 import os
+import re
 import shutil
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -24,14 +25,18 @@ import pytest
 
 from helpers import snapshot, train_tiny_model
 from LabelRegLib import cli
+from LabelRegLib.glands import DEFAULT_GLAND_MODEL_NAME
 from LabelRegLib.io import write_volume
-from LabelRegLib.model_file import read_model_payload, save_model
+from LabelRegLib.model_file import MODELS_DIR, read_model_payload, save_model
 from LabelRegLib.phantom import make_phantom_pair
 from LabelRegLib.volume import Volume, make_ijk_to_ras
 
 TRAIN = "train --data_dir {data} --output_dir {d}/run --num_channel_initial 4 --minibatch_size 2 --total_iterations 2"
 REGISTER = "register --moving {d}/mr.nii.gz --fixed {d}/us.nii.gz --model {d}/model.pt"
 CRAFTED = REGISTER.replace("model.pt", "crafted.pt") + " --output-transform {d}/t.h5"
+GLAND_MODEL = MODELS_DIR / DEFAULT_GLAND_MODEL_NAME
+GLANDS = "train-glands {data} --output {d}/glands.pt"
+CROSSVAL = "crossval {d}/settings.ini --data_dir {data} --output {d}/cv --total_iterations 1 --minibatch_size 1"
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +105,76 @@ def _noise(shape, seed=0):
     return np.random.default_rng(seed).random(shape) * 100
 
 
+def _split(d: Path, folds: int, seed: int = 0) -> None:
+    """A cross-validation folder made with ``folds`` folds and ``seed`` (its split.json), interrupted."""
+    (d / "cv" / "fold0").mkdir(parents=True)
+    (d / "cv" / "split.json").write_text(json.dumps({"folds": folds, "seed": seed, "cases": []}))
+
+
+def _huge_header(d: Path) -> None:
+    """A NRRD header promising 4000^3 float voxels over a 100-byte data file."""
+    (d / "huge.raw").write_bytes(bytes(100))
+    (d / "huge.nhdr").write_text(
+        "NRRD0004\ntype: float\ndimension: 3\nsizes: 4000 4000 4000\nendian: little\nencoding: raw\n"
+        "space: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,1)\ndata file: huge.raw\n"
+    )
+
+
+def _rgb_nifti(d: Path) -> None:
+    import nibabel as nib
+
+    rgb = np.zeros((30, 30, 30), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), str(d / "rgb.nii.gz"))
+
+
+def _rgb_nrrd(d: Path) -> None:
+    import SimpleITK as sitk
+
+    sitk.WriteImage(sitk.Image([30, 30, 30], sitk.sitkVectorUInt8, 3), str(d / "rgb.nrrd"))
+
+
+def _float64_overflow(d: Path) -> None:
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(_noise((30, 30, 30)) * 1e300, np.eye(4)), str(d / "big64.nii.gz"))
+
+
+def _far_us(d: Path) -> None:
+    """The US 1 m away from the MR as its header places it."""
+    pair = make_phantom_pair(1001)
+    matrix = pair.fixed_image.ijk_to_ras.copy()
+    matrix[:3, 3] += 1000.0
+    write_volume(Volume(pair.fixed_image.array, matrix), d / "far_us.nii.gz")
+
+
 SETUPS = {
+    "split-2-folds": lambda d: _split(d, 2),
+    "split-3-folds": lambda d: _split(d, 3),
+    "no-config-ini": lambda d: (d / "run" / "config.ini").unlink(),
+    "other-model": lambda d: (d / "other.pt").write_bytes(b"someone else's model"),
+    "earlier-picture": lambda d: (d / "eval").mkdir() or (d / "eval" / "phantom003.png").write_bytes(b"a picture"),
+    "csv-column-twice": lambda d: (d / "pairs.csv").write_text(
+        "moving,fixed,moving,output_transform\n{0}/mr.nii.gz,{0}/us.nii.gz,{0}/mr.nii.gz,{0}/t.h5\n".format(d)
+    ),
+    "csv-long-row": lambda d: (d / "pairs.csv").write_text(
+        "moving,fixed,output_transform\n{0}/mr.nii.gz,{0}/us.nii.gz,{0}/t.h5,{0}/extra.h5\n".format(d)
+    ),
+    "csv-missing-input": lambda d: (d / "pairs.csv").write_text(
+        "moving,fixed,output_transform\n{0}/mr.nii.gz,{0}/none.nii.gz,{0}/t.h5\n".format(d)
+    ),
+    "csv-one-constant-row": lambda d: (
+        _image(d, "us7.nii.gz", np.full((40, 40, 40), 7.0))
+        or (d / "pairs.csv").write_text("moving,fixed,output_transform\nmr.nii.gz,us7.nii.gz,t.h5\n")
+    ),
+    "rgb-nifti": _rgb_nifti,
+    "rgb-nrrd": _rgb_nrrd,
+    "self-link": lambda d: os.symlink(d / "loop.nii.gz", d / "loop.nii.gz"),
+    "float64-overflow": _float64_overflow,
+    "huge-header": _huge_header,
+    "mr-150mm": lambda d: _image(d, "mr150.nii.gz", _noise((40, 40, 40)), spacing_mm=150.0),
+    "far-us": _far_us,
+    "fifo": lambda d: os.mkfifo(d / "fifo.pt"),
+    "truncated-model": lambda d: (d / "truncated.pt").write_bytes((d / "model.pt").read_bytes()[:5000]),
     "read-only": _read_only_file,
     "earlier": lambda d: (d / "earlier.h5").write_bytes(b"an earlier result"),
     "folder": lambda d: (d / "folder.h5").mkdir(),
@@ -226,6 +300,82 @@ CASES = [
      "--mirror: 'x': give working-grid axes among i, j, k"),
     ("txt-warped-image", None, REGISTER + " --output-transform {d}/t.h5 --warped-image {d}/w.txt", 2,
      "--warped-image {d}/w.txt: unsupported file type '.txt'"),
+    # ================= issue 25, items 4-11
+    # --- 4: every option through the settings schema
+    *[(f"glands-{flag.strip('-')}-{value}", None, GLANDS + f" {flag} {value}", 2, message) for flag, value, message in (
+        ("--steps", "-5", "the command line: steps = -5: allowed: 1 to"),
+        ("--samples-per-step", "0", "samples_per_step = 0: allowed: 2 to"),
+        ("--crop-probability", "5", "crop_probability = 5.0: allowed: 0 to 1"),
+        ("--phantom-pairs", "-1", "phantom_pairs = -1: allowed: 0 to"),
+        ("--quality-dice-threshold", "7", "--quality-dice-threshold: '7' is not a number from 0 to 1"),
+        ("--spacing-mm", "0", "spacing_mm = 0.0: allowed: 0.1 to 50 mm"),
+        ("--learning-rate", "nan", "learning_rate = nan: must be a finite number"),
+        ("--num-channel-initial", "0", "num_channel_initial = 0: allowed: 1 to 256"),
+    )],
+    ("empty-ddf-levels", None, TRAIN + " --ddf_levels [] --output_dir {d}/new", 2, "ddf_levels = \\[\\]: must name at least one"),
+    ("empty-similarity-scales", None, TRAIN + " --similarity_scales [] --output_dir {d}/new", 2,
+     "similarity_scales = \\[\\]: must name at least one"),
+    ("minibatch-above-the-training-share", None, TRAIN + " --minibatch_size 6 --output_dir {d}/new", 2,
+     "--minibatch_size: 6 pairs a step, but the training share holds 5 pairs"),
+    # --- 5: resume checks what it resumes
+    ("crossval-resume-other-folds", "split-2-folds", CROSSVAL + " --folds 3 --resume", 2,
+     "--output {d}/cv: was made with 2 folds, seed 0 \\(split.json\\)"),
+    ("crossval-resume-other-seed", "split-3-folds", CROSSVAL + " --folds 3 --seed 7 --resume", 2,
+     "--output {d}/cv: was made with 3 folds, seed 0"),
+    ("crossval-over-a-crossval", "split-3-folds", CROSSVAL + " --folds 3", 2, "--output {d}/cv: holds a cross-validation already"),
+    ("resume-without-config-ini", "no-config-ini", TRAIN + " --resume", 2, "--output_dir {d}/run: has no config.ini"),
+    ("resume-onto-another-model", "other-model", TRAIN + " --resume --file_model_save {d}/other.pt", 2,
+     "--file_model_save {d}/other.pt: exists and was not written by the training in {d}/run"),
+    # --- 6: every command's outputs protected
+    ("evaluate-over-a-picture", "earlier-picture", "evaluate {data} --model {d}/model.pt --output {d}/eval", 2,
+     "--output {d}/eval/phantom003.png: exists; pass --overwrite to replace it"),
+    ("demo-into-a-training-folder", None, "demo --model {d}/model.pt --output {d}/run", 2,
+     "--output {d}/run: holds files that the demo does not write \\(checkpoint.pt, config.ini"),
+    # --- 7: the pairs CSV
+    ("pairs-column-twice", "csv-column-twice", "register --pairs {d}/pairs.csv --model {d}/model.pt", 2,
+     "{d}/pairs.csv: the header names column\\(s\\) moving twice"),
+    ("pairs-row-longer-than-header", "csv-long-row", "register --pairs {d}/pairs.csv --model {d}/model.pt", 2,
+     "{d}/pairs.csv: row 2: 4 values, but the header names 3 columns"),
+    ("pairs-and-moving", "csv-row", "register --pairs {d}/pairs.csv --moving {d}/mr.nii.gz --model {d}/model.pt", 2,
+     "--pairs {d}/pairs.csv: names the files of every pair; give --moving as a column of it instead"),
+    ("pairs-missing-input", "csv-missing-input", "register --pairs {d}/pairs.csv --model {d}/model.pt", 2,
+     "{d}/pairs.csv: row 2 fixed {d}/none.nii.gz: file not found"),
+    ("pairs-single-row-names-its-row", "csv-one-constant-row", "register --pairs {d}/pairs.csv --model {d}/model.pt", 2,
+     "{d}/pairs.csv: row 2: {d}/us7.nii.gz: has no usable content"),
+    # --- 9: inputs that crashed
+    ("rgb-nifti", "rgb-nifti", REGISTER.replace("mr.nii.gz", "rgb.nii.gz") + " --output-transform {d}/t.h5", 2,
+     "{d}/rgb.nii.gz: is a colour or vector image \\(3 values a voxel\\)"),
+    ("rgb-nrrd", "rgb-nrrd", REGISTER.replace("us.nii.gz", "rgb.nrrd") + " --output-transform {d}/t.h5", 2,
+     "{d}/rgb.nrrd: is a colour or vector image"),
+    ("self-link", "self-link", REGISTER.replace("mr.nii.gz", "loop.nii.gz") + " --output-transform {d}/t.h5", 2,
+     "--moving {d}/loop.nii.gz: is a symbolic link that leads nowhere"),
+    ("long-output-name", None, REGISTER + " --output-transform {d}/" + "a" * 250 + ".h5", 2,
+     "has a name of 253 bytes, too long for its file system"),
+    ("non-utf8-output-name", None, REGISTER + " --output-transform {d}/o\udcff.h5", 2,
+     "has a name that is not UTF-8 text, which ITK cannot open"),
+    ("float64-overflow", "float64-overflow", REGISTER.replace("mr.nii.gz", "big64.nii.gz") + " --output-transform {d}/t.h5",
+     2, "{d}/big64.nii.gz: holds values up to .*, beyond the float32 range"),
+    ("huge-header", "huge-header", REGISTER.replace("us.nii.gz", "huge.nhdr") + " --output-transform {d}/t.h5", 2,
+     "{d}/huge.nhdr: is a 4000x4000x4000 image: reading it needs about 476.8 GiB"),
+    ("gland-memory", "mr-150mm", REGISTER.replace("mr.nii.gz", "mr150.nii.gz") + " --output-transform {d}/t.h5", 2,
+     "{d}/mr150.nii.gz: is too large to register here: .*the gland segmentation of each image's whole field of view"),
+    # --- 10: no physical overlap
+    ("no-physical-overlap", "far-us", REGISTER.replace("us.nii.gz", "far_us.nii.gz") + " --output-transform {d}/t.h5 --init physical",
+     2, "{d}/mr.nii.gz: does not overlap {d}/far_us.nii.gz in space under the 'physical' initial alignment"),
+    # --- 11: messages
+    ("model-is-a-folder", None, REGISTER.replace("{d}/model.pt", "{d}/run") + " --output-transform {d}/t.h5", 2,
+     "{d}/run: is a folder, not a model file"),
+    ("model-is-a-fifo", "fifo", REGISTER.replace("model.pt", "fifo.pt") + " --output-transform {d}/t.h5", 2,
+     "{d}/fifo.pt: is not a regular file \\(a FIFO, device or socket\\)"),
+    ("data-dir-is-a-file", None, TRAIN.replace("{data}", "{d}/mr.nii.gz") + " --output_dir {d}/new", 2,
+     "{d}/mr.nii.gz: is a file, not a folder; give the folder that holds moving_images/"),
+    ("initial-model-is-a-gland-model", None, TRAIN + " --initial_model {glands} --output_dir {d}/new", 2,
+     "is a 'gland-unet' model, not a registration network"),
+    ("new-folder-existing-model-file", None, TRAIN + " --output_dir {d}/new --file_model_save {d}/model.pt", 2,
+     "--file_model_save {d}/model.pt: exists; pass --overwrite to replace it"),
+    ("truncated-initial-model-before-the-data", "truncated-model",
+     TRAIN.replace("{data}", "{d}") + " --initial_model {d}/truncated.pt --output_dir {d}/new", 2,
+     "{d}/truncated.pt: is truncated, damaged or not a model file"),
 ]  # fmt: skip
 
 
@@ -236,8 +386,10 @@ def test_a_bad_input_is_refused_in_one_line_and_changes_nothing(
     d = workspace
     if setup:
         SETUPS[setup](d)
+    if command.startswith("crossval"):
+        _ini(d, "[Train]\ntotal_iterations = 1\n")
     before = snapshot(d, phantom_folder)
-    argv = command.format(d=d, data=phantom_folder).split()
+    argv = command.format(d=d, data=phantom_folder, glands=GLAND_MODEL).split()
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:
@@ -249,7 +401,7 @@ def test_a_bad_input_is_refused_in_one_line_and_changes_nothing(
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
     assert lines and (lines[-1].startswith(f"labelreg {argv[0]}: error: ") or "usage:" in lines[0]), stderr
-    assert re.search(message.format(d=d), lines[-1]), lines[-1]
+    assert re.search(message.format(d=re.escape(str(d))), lines[-1]), lines[-1]
     assert snapshot(d, phantom_folder) == before
     assert not (d / "pwned").exists()
 

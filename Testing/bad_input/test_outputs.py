@@ -55,15 +55,19 @@ def test_a_pairs_csv_with_a_bom_spaces_and_blank_lines_runs_and_a_failed_pair_do
 ):
     d = pair_folder
     csv = d / "pairs.csv"
-    csv.write_text(
-        f"\ufeffmoving, fixed, output_transform\n{d}/mr.nii.gz, {d}/us.nii.gz, {d}/a.h5\n\n"
-        f"{d}/mr.nii.gz, {d}/missing.nii.gz, {d}/b.h5\n{d}/mr.nii.gz, {d}/us.nii.gz, {d}/c.h5\n",
+    write_volume(
+        make_phantom_pair(1001).fixed_image.with_array(np.full((40, 40, 40), 7.0, np.float32)), d / "flat.nii.gz"
+    )
+    csv.write_text(  # relative paths: from the CSV's folder, not the folder the command runs in
+        "\ufeffmoving, fixed, output_transform\nmr.nii.gz, us.nii.gz, a.h5\n\n"
+        f"{d}/mr.nii.gz, flat.nii.gz, b.h5\n{d}/mr.nii.gz, {d}/us.nii.gz, {d}/c.h5\n",
         encoding="utf-8",
     )
-    run = run_labelreg("register", "--pairs", csv, "--model", tiny_model)
+    run = run_labelreg("register", "--pairs", csv, "--model", tiny_model, cwd=REPO)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert (d / "a.h5").is_file() and (d / "c.h5").is_file() and not (d / "b.h5").exists()
-    assert f"{csv}: row 4: " in run.stderr and "missing.nii.gz" in run.stderr and "1 of 3 pairs failed" in run.stderr
+    assert f"{csv}: row 4: {d}/flat.nii.gz: has no usable content" in run.stderr
+    assert "1 of 3 pairs failed" in run.stderr
 
 
 def test_the_batch_script_refuses_to_write_over_its_inputs_and_a_nan_image(pair_folder):
@@ -91,7 +95,7 @@ def test_the_batch_script_refuses_to_write_over_its_inputs_and_a_nan_image(pair_
             "--output-segmentation " + f"{d}/mr.seg.nrrd: is also the --segmentation input",
             2,
         ),
-        (["--output-transform", d / "t.h5", "--fixed", d / "nan_us.nii.gz"], f"{d}/nan_us.nii.gz: contains 1 NaN", 1),
+        (["--output-transform", d / "t.h5", "--fixed", d / "nan_us.nii.gz"], f"{d}/nan_us.nii.gz: contains 1 NaN", 2),
     ):
         run = subprocess.run(
             [sys.executable, script, "--moving", d / "mr.nii.gz", "--fixed", d / "us.nii.gz", *map(str, args)],
@@ -103,6 +107,64 @@ def test_the_batch_script_refuses_to_write_over_its_inputs_and_a_nan_image(pair_
         assert run.returncode == code and "Traceback" not in run.stderr, run.stderr
         assert message in run.stderr
     assert snapshot(d) == before
+
+
+BATCH = REPO / "LabelReg" / "Resources" / "Scripts" / "labelreg_batch.py"
+
+
+def batch(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, BATCH, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=subprocess_env(), **kwargs,
+    )  # fmt: skip
+
+
+def test_the_batch_script_refuses_what_the_command_line_refuses_before_any_case_runs(pair_folder, gland_model):
+    """Issue 25, 8: bad arguments, a missing model, an unavailable device, a gland model as the registration model,
+    an image of the wrong kind, no output asked for: one line ``labelreg_batch.py: error: ...``, exit 2, nothing
+    written."""
+    import SimpleITK as sitk
+
+    d = pair_folder
+    sitk.WriteImage(sitk.Image([30, 30, 30], sitk.sitkVectorUInt8, 3), str(d / "rgb.nrrd"))
+    pair = ["--moving", d / "mr.nii.gz", "--fixed", d / "us.nii.gz"]
+    before = snapshot(d)
+    for args, message in (
+        ([*pair, "--output-transform", d / "t.h5", "--bogus"], "unrecognized arguments: --bogus"),
+        ([*pair, "--output-transform", d / "t.h5", "--model", d / "none.pt"], f"{d}/none.pt: model file not found"),
+        ([*pair, "--output-transform", d / "t.h5", "--device", "cuda:7"], "Device 'cuda:7' was requested"),
+        ([*pair, "--output-transform", d / "t.h5", "--model", gland_model], "not a registration model"),
+        (["--moving", d / "rgb.nrrd", "--fixed", d / "us.nii.gz", "--output-transform", d / "t.h5"],
+         f"{d}/rgb.nrrd: is a colour or vector image"),
+        (pair, "mr.nii.gz: nothing to write; give --output-transform"),
+        ([*pair, "--output-labelmap", d / "l.nrrd"], "--output-labelmap needs --segmentation"),
+    ):  # fmt: skip
+        process = batch(*args)
+        _out, err = process.communicate(timeout=300)
+        assert process.returncode == 2 and "Traceback" not in err, err
+        assert err.strip().splitlines()[-1].startswith("labelreg_batch.py: error: "), err
+        assert message in err.strip().splitlines()[-1], err
+    assert snapshot(d) == before
+
+
+def test_sigterm_ends_the_batch_script_in_one_line_with_130_and_no_partial_file(pair_folder, tiny_model):
+    d = pair_folder
+    rows = "".join(f"mr.nii.gz,us.nii.gz,t{n}.h5\n" for n in range(40))
+    (d / "cases.csv").write_text("moving,fixed,output_transform\n" + rows)
+    process = batch("--cases", d / "cases.csv", "--model", tiny_model, "--device", "cpu")
+    while " -> " not in process.stdout.readline():  # the first case is registered: the script is in its loop
+        assert process.poll() is None, process.stderr.read()
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "labelreg_batch.py: interrupted" and "Traceback" not in err
+    written = sorted(d.glob("t*.h5"))
+    assert 1 <= len(written) < 40
+    assert not [p for p in d.iterdir() if p.name.startswith(".")]  # no temporary file, no lock file left
+    from LabelRegLib.transform_io import read_displacement
+
+    for path in written:  # each complete
+        read_displacement(path)
 
 
 # ---------------------------------------------------------------- training

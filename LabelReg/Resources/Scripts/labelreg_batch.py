@@ -110,11 +110,6 @@ def _write_segmentation(slicer, node, path: str) -> None:
 
 
 def register_case(logic, slicer, case: dict, options: dict) -> None:
-    from LabelRegLib.io import read_volume
-
-    for image in (case["moving"], case["fixed"]):
-        # the command line's checks on the file itself (3D, finite, readable): Slicer's reader loads a NaN as 0
-        read_volume(image)
     moving = _read(slicer, "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode", case["moving"])
     fixed = _read(slicer, "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode", case["fixed"])
     segmentation = None
@@ -143,24 +138,60 @@ def register_case(logic, slicer, case: dict, options: dict) -> None:
     slicer.mrmlScene.Clear(0)
 
 
+NEEDS = {"output_segmentation": "segmentation", "output_labelmap": "segmentation", "points_on_fixed": "moving_points"}
+
+
 def _cases(args, parser) -> list:
-    """The cases to register, every output checked against every input, every other output and the disk first."""
+    """The cases to register, checked as the command line checks them before any work: every output against every
+    input, every other output and the disk; something to write in every case; every image read and checked (3D,
+    grey-scale, finite: Slicer's reader would load a NaN as 0)."""
     from LabelRegLib.errors import InputError
+    from LabelRegLib.io import read_volume
     from LabelRegLib.outputs import check_rows
     from LabelRegLib.pairs_csv import BATCH_COLUMNS, columns_of, read_pairs
 
+    single = [f"--{column.replace('_', '-')}" for column in BATCH_COLUMNS if getattr(args, column)]
+    if args.cases and single:
+        parser.error(f"--cases {args.cases}: names the files of every case; give {single[0]} as a column of it instead")
     if args.cases:
         rows = read_pairs(args.cases, BATCH_COLUMNS)
     elif args.moving and args.fixed:
         rows = [(0, {column: getattr(args, column) for column in BATCH_COLUMNS})]
     else:
         parser.error("give --moving and --fixed, or --cases")
-    check_rows(rows, *columns_of(BATCH_COLUMNS), args.overwrite, args.cases, args.model)
+    inputs, outputs = columns_of(BATCH_COLUMNS)
+    check_rows(rows, inputs, outputs, args.overwrite, args.cases, args.model)
     for n, case in rows:
-        if bool(case.get("moving_points")) != bool(case.get("points_on_fixed")):
-            where = f"{args.cases}: row {n}: " if args.cases else ""
+        where = f"{args.cases}: row {n}: " if args.cases else ""
+        if not any(case.get(column) for column in outputs):
+            raise InputError(
+                None, f"{where}{case['moving']}: nothing to write; give {', '.join(o for o, _ in outputs.values())}"
+            )
+        for wanted, given in NEEDS.items():
+            if case.get(wanted) and not case.get(given):
+                raise InputError(None, f"{where}{outputs[wanted][0]} needs {inputs[given]}")
+        if case.get("moving_points") and not case.get("points_on_fixed"):
             raise InputError(None, f"{where}--moving-points and --points-on-fixed go together")
+        for image in (case["moving"], case["fixed"]):
+            try:
+                read_volume(image)
+            except InputError as error:
+                raise InputError(None, f"{where}{error}") from None
     return [case for _n, case in rows]
+
+
+def _check_engine(args) -> None:
+    """The model (a registration model, not a gland model) and the device, before any case runs."""
+    from LabelRegLib.config import NETWORK_TYPES
+    from LabelRegLib.device import select_device
+    from LabelRegLib.errors import ModelFileError
+    from LabelRegLib.model_file import default_model_path, read_model_header
+
+    path = args.model or default_model_path()
+    kind = read_model_header(path)["architecture"].get("network_type")
+    if kind not in NETWORK_TYPES:
+        raise ModelFileError(path, f"is a {kind!r} model (gland segmentation), not a registration model")
+    select_device(args.device)
 
 
 def _ensure_dependencies(logic, parser) -> None:
@@ -209,6 +240,7 @@ def main(argv=None) -> int:
 
     _ensure_dependencies(LabelReg.LabelRegLogic, parser)
     try:
+        _check_engine(args)
         cases = _cases(args, parser)
     except LabelRegError as error:
         print(f"labelreg_batch.py: error: {error}", file=sys.stderr, flush=True)
@@ -219,17 +251,40 @@ def main(argv=None) -> int:
     for case in cases:
         try:
             register_case(logic, slicer, case, options)
-        except Exception as error:  # report every case, then fail at the end
+        except Exception as error:  # report every case, then fail at the end (as labelreg register --pairs)
             failures += 1
-            print(f"error: {case.get('moving')}: {error}", file=sys.stderr, flush=True)
+            print(f"labelreg_batch.py: error: {case.get('moving')}: {error}", file=sys.stderr, flush=True)
             slicer.mrmlScene.Clear(0)
-    return 1 if failures else 0
+    if failures and len(cases) > 1:
+        print(f"labelreg_batch.py: {failures} of {len(cases)} cases failed", file=sys.stderr, flush=True)
+    return (2 if len(cases) == 1 else 1) if failures else 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM ends the run as Ctrl-C does: the output being written is removed
+
+
+def run(argv) -> int:
+    """:func:`main` as the command line runs a command: its status, SIGTERM and Ctrl-C one line and 130, the
+    output claims released."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return main(argv)
+    except SystemExit as error:  # argparse's refusals (2), and --help (0)
+        return error.code if isinstance(error.code, int) else 2
+    except KeyboardInterrupt:
+        print("labelreg_batch.py: interrupted", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        if "LabelRegLib.outputs" in sys.modules:
+            sys.modules["LabelRegLib.outputs"].release_claims()
 
 
 if __name__ == "__main__":
-    exitCode = main(sys.argv[1:])
-    import slicer
-
-    if hasattr(slicer.app, "exit"):  # inside the Slicer application: leave it with the script's status
+    exitCode = run(sys.argv[1:])
+    slicer = sys.modules.get("slicer")  # not imported when the arguments were refused outside Slicer
+    if hasattr(getattr(slicer, "app", None), "exit"):  # inside the Slicer application: leave with the status
         slicer.app.exit(exitCode)
     sys.exit(exitCode)
