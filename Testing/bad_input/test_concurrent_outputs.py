@@ -1,6 +1,7 @@
 """Concurrent runs never overwrite each other's outputs (issue 25, 3): two ``labelreg register`` processes started
 together with one output path never both succeed; the second is refused in one line."""
 
+import os
 import subprocess
 
 import pytest
@@ -41,3 +42,16 @@ def test_two_registrations_into_one_output_never_both_succeed(tmp_path):
         assert output.is_file() and not list(output.parent.glob(".*")), "a lock or temporary file was left"
         output.unlink()
     assert all(codes == [0, 2] for codes in outcomes)
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
+    """A run killed with SIGKILL cannot remove its lock file; the next run sees its process gone and goes on."""
+    from LabelRegLib.outputs import check_outputs, release_claims
+
+    finished = subprocess.Popen(["sleep", "0"])
+    finished.wait()
+    (tmp_path / ".t.h5.labelreg-lock").write_text(str(finished.pid))
+    check_outputs({"--output-transform": tmp_path / "t.h5"})
+    assert (tmp_path / ".t.h5.labelreg-lock").read_text() == str(os.getpid())
+    release_claims()
+    assert not (tmp_path / ".t.h5.labelreg-lock").exists()
