@@ -34,7 +34,8 @@ def test_the_bundled_model_is_small_and_describes_itself():
 
 
 def test_every_bundled_model_file_loads_with_the_weights_only_loader_and_all_fit_the_size_budget():
-    from LabelRegLib.glands import DEFAULT_GLAND_MODEL_NAME, GlandNet
+    from LabelRegLib.gland_network import GlandNet
+    from LabelRegLib.glands import DEFAULT_GLAND_MODEL_NAME
     from LabelRegLib.model_file import load_weights_only
 
     files = sorted(MODELS_DIR.glob("*.pt"))

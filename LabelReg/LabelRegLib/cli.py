@@ -303,8 +303,10 @@ def _register_jobs(
             )
         except LabelRegError as error:
             where = f"{source}: row {n}" if source else job["moving"]
+            if len(jobs) == 1 and source:  # a one-row CSV names its row too
+                raise LabelRegError(f"{where}: {error}") from None
             if len(jobs) == 1:
-                raise LabelRegError(f"{where}: {error}" if source else str(error)) from None
+                raise
             failures.append(f"{where}: {error}")
             print(f"labelreg register: error: {failures[-1]}", file=sys.stderr)
     if failures:

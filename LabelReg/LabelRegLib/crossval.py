@@ -42,6 +42,7 @@ import numpy as np
 from .config import FOLDER_KEYS, TrainConfig
 from .data import Case, load_data_folder
 from .errors import InputError
+from .evaluation import per_case_rows
 from .io import write_text
 
 SPLIT_NAME = "split.json"  # the folds a cross-validation folder was made with
@@ -55,30 +56,6 @@ def assign_folds(n_cases: int, folds: int, seed: int) -> list[list[int]]:
         raise InputError("--folds", f"{folds} folds need 2 to {n_cases} (the number of cases)")
     order = np.random.default_rng(seed).permutation(n_cases).tolist()
     return [sorted(order[k::folds]) for k in range(folds)]
-
-
-def per_case_rows(rows: list[dict]) -> list[dict]:
-    """One row per case from per-landmark rows: gland (landmark 0) Dice, median landmark TRE, folding."""
-    cases: dict[str, list[dict]] = {}
-    for row in rows:
-        cases.setdefault(row["case"], []).append(row)
-    table = []
-    for name, landmarks in cases.items():
-        gland = landmarks[0]
-        others = [r for r in landmarks if r["landmark"] > 0] or [gland]
-        table.append(
-            {
-                "case": name,
-                "fold": gland.get("fold", ""),
-                "dice_before": gland["dice_before"],
-                "dice_after": gland["dice_after"],
-                "tre_mm_before": statistics.median(r["tre_mm_before"] for r in others),
-                "tre_mm_after": statistics.median(r["tre_mm_after"] for r in others),
-                "folding": gland["folding"],
-                **{key: value for key, value in gland.items() if key.startswith(("quality_", "gland_"))},
-            }
-        )
-    return table
 
 
 def pooled_summary(rows: list[dict]) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io as _io
 import json
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,11 +70,34 @@ def gland_accuracy(glands: tuple, case: Case) -> dict:
     return measures
 
 
+def per_case_rows(rows: list[dict]) -> list[dict]:
+    """One row per case from per-landmark rows: gland (landmark 0) Dice, median landmark TRE, folding."""
+    cases: dict[str, list[dict]] = {}
+    for row in rows:
+        cases.setdefault(row["case"], []).append(row)
+    table = []
+    for name, landmarks in cases.items():
+        gland = landmarks[0]
+        others = [r for r in landmarks if r["landmark"] > 0] or [gland]
+        table.append(
+            {
+                "case": name,
+                "fold": gland.get("fold", ""),
+                "dice_before": gland["dice_before"],
+                "dice_after": gland["dice_after"],
+                "tre_mm_before": statistics.median(r["tre_mm_before"] for r in others),
+                "tre_mm_after": statistics.median(r["tre_mm_after"] for r in others),
+                "folding": gland["folding"],
+                **{key: value for key, value in gland.items() if key.startswith(("quality_", "gland_"))},
+            }
+        )
+    return table
+
+
 def quality_ranking(rows: list[dict], threshold: float | None = None) -> dict:
     """How well the quality score ranks the true error, over cases: Spearman correlations of the quality Dice and
     of the quality centroid distance with the case's median landmark TRE, and, with a threshold, the median TRE of
     the flagged and the other cases."""
-    from .crossval import per_case_rows
     from .metrics import spearman
 
     table = [row for row in per_case_rows(rows) if row.get("quality_dice") is not None]

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from .config import GlandSettings
 from .data import Case
-from .glands import MODALITIES, GlandNet, gland_grid_input, pad_centred_array, segmentation_grid
+from .gland_network import MODALITIES, GlandNet
+from .glands import gland_grid_input, pad_centred_array, segmentation_grid
 from .spatial import affine_warp, random_affine
 
 

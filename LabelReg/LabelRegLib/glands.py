@@ -1,8 +1,7 @@
 """Gland segmentation: where the prostate is in an MR or a TRUS volume, from the image alone.
 
-One small U-Net (the LocalNet's encoder and up-sampling blocks, a one-channel
-logit head) serves both modalities: a second input channel holds the modality
-(0 MR, 1 US). It runs on a coarse grid over the volume's own field of view
+One small U-Net (:mod:`.gland_network`) serves both modalities: a second input
+channel holds the modality (0 MR, 1 US). It runs on a coarse grid over the volume's own field of view
 (the model header's ``working_spacing_mm``), intensities normalised as the
 registration's are. Its output is what the ``glands`` initial alignment
 (:mod:`.gland_alignment`) aligns and what the quality score
@@ -16,37 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 
-from .config import GLAND_NETWORK_TYPE  # the allowed values are defined with the settings
-from .layers import UpResBlock
-from .networks import DEPTH, Encoder, pad_centred
+from .gland_network import MODALITIES, GlandNet
 from .volume import Volume
 
-MODALITIES = {"mr": 0.0, "us": 1.0}  # the value of the modality channel
 DEFAULT_GLAND_MODEL_NAME = "labelreg_glands.pt"
-
-
-class GlandNet(nn.Module):
-    """Gland logits ``[B, 1, K, J, I]`` from images ``[B, 1, K, J, I]`` and their modalities ``[B]`` (0 MR, 1 US)."""
-
-    network_type = GLAND_NETWORK_TYPE
-    min_input_shape: tuple | None = None  # the training canvas (k, j, i): smaller inputs are padded to it
-
-    def __init__(self, num_channel_initial: int = 8, norm: str = "instance"):
-        super().__init__()
-        self.encoder = Encoder(2, num_channel_initial, norm)
-        nc = self.encoder.channels
-        self.up = nn.ModuleList(UpResBlock(nc[level + 1], nc[level], norm) for level in range(DEPTH - 1, -1, -1))
-        self.head = nn.Conv3d(nc[0], 1, 3, padding=1)
-
-    def forward(self, image: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
-        flag = modality.to(image.dtype).view(-1, 1, 1, 1, 1).expand_as(image)
-        x, crop = pad_centred(torch.cat([image, flag], dim=1), self.min_input_shape)
-        h, skips = self.encoder(x)
-        for block, skip in zip(self.up, reversed(skips)):
-            h = block(h, skip)
-        return self.head(h)[(slice(None), slice(None), *crop)]
 
 
 @dataclass

@@ -84,7 +84,7 @@ def build_from_header(header: dict):
     """The (untrained) network an architecture header describes, with the input size it was trained at: a
     registration network, or a gland segmentation network (:mod:`.glands`)."""
     from .config import GLAND_NETWORK_TYPE
-    from .glands import GlandNet
+    from .gland_network import GlandNet
     from .networks import build_network
 
     architecture = dict(header["architecture"])
