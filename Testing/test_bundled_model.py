@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from LabelRegLib.cli import DEMO_SEEDS
+from LabelRegLib.cli.demo import DEMO_SEEDS
 from LabelRegLib.config import TrainConfig, train_config_from_ini
 from LabelRegLib.data import Case, load_data_folder
 from LabelRegLib.evaluation import evaluate_cases

@@ -520,7 +520,8 @@ def test_the_training_command_runs_from_an_installed_layout(tmp_path):
 def test_the_panel_with_default_settings_trains_exactly_the_recipe(slicer, scene, modules, tmp_path):
     from dataclasses import asdict, fields
 
-    from LabelRegLib.cli import build_parser, train_config
+    from LabelRegLib.cli import build_parser
+    from LabelRegLib.cli.train import train_config
     from LabelRegLib.config import train_config_from_ini
 
     _LabelReg, LabelRegTraining = modules

@@ -92,10 +92,9 @@ def test_cmake_lists_the_resources(name):
                 f"{resource} is not listed in {name}/CMakeLists.txt"
             )
     if name == "LabelReg":
-        for source in (REPO / name / "LabelRegLib").glob("*.py"):
-            assert f"${{MODULE_NAME}}Lib/{source.name}" in cmake, (
-                f"{source.name} is not listed in LabelReg/CMakeLists.txt"
-            )
+        for source in (REPO / name / "LabelRegLib").rglob("*.py"):  # the subpackages' too
+            relative = source.relative_to(REPO / name / "LabelRegLib").as_posix()
+            assert f"${{MODULE_NAME}}Lib/{relative}" in cmake, f"{relative} is not listed in LabelReg/CMakeLists.txt"
 
 
 # What Slicer's parameterNodeWrapper GUI connectors bind (slicer/parameterNodeWrapper/guiConnectors.py)

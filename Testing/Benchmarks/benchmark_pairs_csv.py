@@ -39,7 +39,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1000, 10000])
     args = parser.parse_args(argv)
 
-    from LabelRegLib.cli import _check_register_jobs
+    from LabelRegLib.cli.register import check_register_jobs
     from LabelRegLib.outputs import release_claims
     from LabelRegLib.pairs_csv import read_pairs
 
@@ -50,7 +50,7 @@ def main(argv=None) -> None:
             started = time.perf_counter()
             jobs = read_pairs(table)
             read_s = time.perf_counter() - started
-            _check_register_jobs(jobs, None, overwrite=False, source=str(table))
+            check_register_jobs(jobs, None, overwrite=False, source=str(table))
             check_s = time.perf_counter() - started - read_s
             release_claims()
         print(f"{rows:>7} {read_s:>11.2f} {check_s:>8.2f} {read_s + check_s:>8.2f}")
