@@ -1,5 +1,8 @@
 """The bundled model: small, loads safely, improves every demo pair, was made by the committed recipe, and its model card numbers reproduce."""
 
+import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -154,3 +157,27 @@ MODEL_CARD = {
     "network alone": {"gland_dice_median": 0.830, "tre_mm_median": 4.78},
     "default": {"gland_dice_median": 0.837, "tre_mm_median": 5.31},
 }
+
+
+def test_the_model_card_fits_one_screen_and_opens_with_the_cross_validated_estimate():
+    card = (REPO / "LabelReg" / "Resources" / "Models" / "labelreg_localnet.md").read_text()
+    assert len(card.splitlines()) <= 80
+    first_number = re.search(r"\d+\.\d+", card.split("## How good is it", 1)[1]).group()
+    assert first_number == "0.804"  # the cross-validated gland Dice, before any other number
+    assert "(labelreg_localnet.decisions.md)" in card
+
+
+def test_the_per_pair_picture_is_drawn_from_a_cross_validation_table(tmp_path):
+    from LabelRegLib.io import verify_png
+
+    (tmp_path / "per_case.csv").write_text(
+        "case,fold,dice_before,dice_after,tre_mm_before,tre_mm_after,folding\n"
+        "a,0,0.70,0.80,9.0,6.0,0\nb,1,0.60,0.55,11.0,12.0,0\nc,2,0.75,0.85,8.0,5.5,0\n"
+    )
+    script = REPO / "Testing" / "Pictures" / "render_crossval_pairs.py"
+    run = subprocess.run(
+        [sys.executable, script, tmp_path / "per_case.csv", "--output", tmp_path / "pairs.png"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    verify_png(tmp_path / "pairs.png")
