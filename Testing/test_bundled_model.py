@@ -159,12 +159,16 @@ MODEL_CARD = {
 }
 
 
-def test_the_model_card_fits_one_screen_and_opens_with_the_cross_validated_estimate():
-    card = (REPO / "LabelReg" / "Resources" / "Models" / "labelreg_localnet.md").read_text()
+@pytest.mark.parametrize("name, estimate", [("labelreg_localnet", "0.804"), ("labelreg_glands", "0.848")])
+def test_a_model_card_fits_one_screen_and_opens_with_the_cross_validated_estimate(name, estimate):
+    card = (REPO / "LabelReg" / "Resources" / "Models" / f"{name}.md").read_text()
     assert len(card.splitlines()) <= 80
     first_number = re.search(r"\d+\.\d+", card.split("## How good is it", 1)[1]).group()
-    assert first_number == "0.804"  # the cross-validated gland Dice, before any other number
-    assert "(labelreg_localnet.decisions.md)" in card
+    assert first_number == estimate  # the cross-validated Dice, before any other number
+    assert (
+        f"({name}.decisions.md)" in card
+        and (REPO / "LabelReg" / "Resources" / "Models" / f"{name}.decisions.md").is_file()
+    )
 
 
 def test_the_per_pair_picture_is_drawn_from_a_cross_validation_table(tmp_path):
