@@ -50,7 +50,7 @@ def _gone(pid: int) -> bool:
 @posix_only
 def test_live_mode_keeps_its_speed_while_slicer_holds_the_gil(slicer, scene, LabelReg, monkeypatch):
     """Frame-to-transform latency with the GIL held between ticks, as in Slicer, against the same run with the
-    GIL released: within 1.5x (the worker thread of the old live mode was 75x slower), and the network never
+    GIL released: within 3x (the worker thread of the old live mode was 75x slower), and the network never
     runs in this process, in any thread."""
     import LabelRegLib.registration
 
@@ -77,7 +77,9 @@ def test_live_mode_keeps_its_speed_while_slicer_holds_the_gil(slicer, scene, Lab
     finally:
         logic.stopLiveUpdate()
     held, released = np.median(latencies[True]), np.median(latencies[False])
-    assert held <= 1.5 * released, f"latency {held:.3f} s with the GIL held, {released:.3f} s released"
+    # a behaviour bound, not a speed measurement (benchmark_registration.py measures the ratio: about 1.0): the
+    # thread of the old live mode was 75x slower; 3x leaves room for a machine loaded by other processes
+    assert held <= 3 * released, f"latency {held:.3f} s with the GIL held, {released:.3f} s released"
     assert ran_here == [], "the network ran in Slicer's process"
     assert max(logic.liveStatistics["main_thread_s"]) < 0.5  # copying a frame and updating MRML only
 
