@@ -2,11 +2,11 @@
 
 Module, parameter node, widget, logic and self-test after Slicer's scripted
 module template. The engine is ``LabelRegLib``. Registration runs in a worker
-process (``LabelRegLib.worker_client``) that keeps the model loaded: Slicer's
+process (``LabelRegLib.registration.worker_client``) that keeps the model loaded: Slicer's
 main thread holds Python's GIL in its event loop, so no Python thread in this
 process computes, and torch is never imported here. This file only moves data
-between MRML nodes and the worker (``LabelRegLib.mrml_outputs``,
-``LabelRegLib.slicer_live``).
+between MRML nodes and the worker (``LabelRegLib.slicer.mrml_outputs``,
+``LabelRegLib.slicer.live``).
 """
 
 from __future__ import annotations
@@ -79,11 +79,11 @@ class LabelRegWidget(ScriptedLoadableModuleWidget):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         self.logic = None
-        self.panel = None  # the .ui bound to the parameter node, made in setup() (LabelRegLib.slicer_panel)
+        self.panel = None  # the .ui bound to the parameter node, made in setup() (LabelRegLib.slicer.panel)
         self._parameterNode = None  # kept current by self.panel
 
     def setup(self) -> None:
-        from LabelRegLib.slicer_panel import ParameterNodePanel
+        from LabelRegLib.slicer.panel import ParameterNodePanel
 
         ScriptedLoadableModuleWidget.setup(self)
         self.logic = LabelRegLogic()
@@ -104,8 +104,8 @@ class LabelRegWidget(ScriptedLoadableModuleWidget):
         self.panel.bind()
 
     def onReload(self) -> None:
-        """Reload LabelRegLib too (Slicer reloads the module file only); see ``LabelRegLib.session``."""
-        from LabelRegLib.session import reload_library
+        """Reload LabelRegLib too (Slicer reloads the module file only); see ``LabelRegLib.slicer.session``."""
+        from LabelRegLib.slicer.session import reload_library
 
         self.logic.stopLiveUpdate()
         reload_library()
@@ -136,7 +136,7 @@ class LabelRegWidget(ScriptedLoadableModuleWidget):
 
     def refreshModelList(self) -> None:
         """Bundled model, models trained in LabelRegTraining this session, and files the user picked."""
-        from LabelRegLib.slicer_panel import fill_model_list
+        from LabelRegLib.slicer.panel import fill_model_list
 
         chosen = self._parameterNode.modelPath if self._parameterNode else ""
         fill_model_list(self.ui.modelComboBox, self.logic.modelCatalogue(), chosen)
@@ -237,30 +237,30 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def missingDependencies() -> list[str]:
         """The Python packages LabelReg needs that are not installed (checked without importing them)."""
-        from LabelRegLib.slicer_dependencies import missing_dependencies
+        from LabelRegLib.slicer.dependencies import missing_dependencies
 
         return missing_dependencies()
 
     @staticmethod
     def ensureDependencies(askUser: bool = True) -> bool:
         """Make torch (through the PyTorch extension) and nibabel importable, asking before each install."""
-        from LabelRegLib.slicer_dependencies import ensure_dependencies
+        from LabelRegLib.slicer.dependencies import ensure_dependencies
 
         return ensure_dependencies(askUser)
 
     @staticmethod
     def modelCatalogue():
-        """The session's ``LabelRegLib.model_catalogue.ModelCatalogue`` (bundled model, trained ones, loaded ones)."""
-        from LabelRegLib.model_catalogue import ModelCatalogue
-        from LabelRegLib.session import shared
+        """The session's ``LabelRegLib.registration.model_catalogue.ModelCatalogue`` (bundled model, trained ones, loaded ones)."""
+        from LabelRegLib.registration.model_catalogue import ModelCatalogue
+        from LabelRegLib.slicer.session import shared
 
         return shared("catalogue", ModelCatalogue)
 
     def engine(self):
         """Where registrations run: the session's ``RegistrationWorker`` (started on first use, again after it
         ended), or this process's ``InProcessEngine`` with ``inProcess``."""
-        from LabelRegLib.session import shared
-        from LabelRegLib.worker_client import InProcessEngine, RegistrationWorker
+        from LabelRegLib.registration.worker_client import InProcessEngine, RegistrationWorker
+        from LabelRegLib.slicer.session import shared
 
         if self.inProcess:
             if self._inProcessEngine is None:
@@ -304,7 +304,7 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         drawn in the MR's frame) is put under the transform, so it is shown on the US and follows every registration
         and live frame. On an error the scene is left as it was.
         """
-        from LabelRegLib import mrml_outputs as outputs
+        from LabelRegLib.slicer import mrml_outputs as outputs
 
         started = time.perf_counter()
         if segmentationMode not in outputs.SEGMENTATION_MODES:
@@ -341,7 +341,7 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
     def _apply(self, reply, started, nodes: tuple, frame, applyToMoving=True, showGlands=False):
         """Put a registration into MRML (main thread): the transform with its self-check, the MR under it and
         the predicted glands; count it and say how it went. ``nodes``: (moving, fixed, output transform or None)."""
-        from LabelRegLib import mrml_outputs as outputs
+        from LabelRegLib.slicer import mrml_outputs as outputs
 
         scene = slicer.mrmlScene
         transform = outputs.apply_transform(scene, reply, nodes, frame, applyToMoving)
@@ -379,8 +379,8 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
         replaces any frame still waiting. :meth:`processLiveResults` puts replies into MRML (a ``QTimer`` calls it
         every 20 ms; callers without a Qt event loop call it or :meth:`waitForLiveResults`), then ``onUpdate(status)``.
         """
-        from LabelRegLib.mrml_outputs import moving_frame
-        from LabelRegLib.slicer_live import LiveSession
+        from LabelRegLib.slicer.live import LiveSession
+        from LabelRegLib.slicer.mrml_outputs import moving_frame
 
         unknown = set(options) - {"modelPath", "device", "initialAlignment", "applyToMoving"}
         if unknown:
@@ -423,10 +423,10 @@ class LabelRegLogic(ScriptedLoadableModuleLogic):
 
 class LabelRegTest(ScriptedLoadableModuleTest):
     """Self-test: built-in phantom pairs registered with the default model, checked through MRML nodes
-    (``LabelRegLib.self_tests``); what the test adds to the scene is removed again."""
+    (``LabelRegLib.slicer.self_tests``); what the test adds to the scene is removed again."""
 
     def setUp(self):
-        from LabelRegLib.self_tests import SceneGuard
+        from LabelRegLib.slicer.self_tests import SceneGuard
 
         self.guard = SceneGuard(slicer.mrmlScene)
 
@@ -434,16 +434,16 @@ class LabelRegTest(ScriptedLoadableModuleTest):
         self.guard.restore()
 
     def runTest(self):
-        from LabelRegLib.self_tests import run_self_tests
+        from LabelRegLib.slicer.self_tests import run_self_tests
 
         run_self_tests(self, "LabelReg", self.test_RegisterPhantom, self.test_LiveUpdate)
 
     def test_RegisterPhantom(self):
-        from LabelRegLib.self_tests import register_phantom
+        from LabelRegLib.slicer.self_tests import register_phantom
 
         register_phantom(self, LabelRegLogic)
 
     def test_LiveUpdate(self):
-        from LabelRegLib.self_tests import live_update
+        from LabelRegLib.slicer.self_tests import live_update
 
         live_update(self, LabelRegLogic)

@@ -3,12 +3,12 @@
 Training runs in a separate process (``labelreg train ... --progress-json``
 with Slicer's Python, launched by ``slicer.util.launchConsoleProcess``), and
 so does the data check: the GUI thread never reads the images.
-``LabelRegLib.training_process`` does the process work (progress lines read
+``LabelRegLib.slicer.training_process`` does the process work (progress lines read
 without blocking, Stop ends the whole process tree on Windows, macOS and Linux,
-the training ends with Slicer), ``LabelRegLib.training_panel`` the arguments
+the training ends with Slicer), ``LabelRegLib.slicer.training_panel`` the arguments
 and the progress table; this file binds the panel, polls on a timer and offers
 the finished model in the LabelReg module. The training is the session's
-(``LabelRegLib.session``): a Reload of this module finds it again.
+(``LabelRegLib.slicer.session``): a Reload of this module finds it again.
 """
 
 from __future__ import annotations
@@ -103,12 +103,12 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         self._timer = None  # polls the training and the data check while they run
         self.logic = None
-        self.panel = None  # the .ui bound to the parameter node, made in setup() (LabelRegLib.slicer_panel)
+        self.panel = None  # the .ui bound to the parameter node, made in setup() (LabelRegLib.slicer.panel)
         self._parameterNode = None  # kept current by self.panel
 
     def setup(self) -> None:
         import qt
-        from LabelRegLib.slicer_panel import ParameterNodePanel
+        from LabelRegLib.slicer.panel import ParameterNodePanel
 
         ScriptedLoadableModuleWidget.setup(self)
         self._timer = qt.QTimer()
@@ -137,7 +137,7 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget):
 
     def onReload(self) -> None:
         """Reload LabelRegLib too (Slicer reloads the module file only); the training goes on."""
-        from LabelRegLib.session import reload_library
+        from LabelRegLib.slicer.session import reload_library
 
         reload_library()
         ScriptedLoadableModuleWidget.onReload(self)
@@ -153,7 +153,7 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget):
             setattr(self._parameterNode, name, text.strip())
 
     def _updateGUI(self, caller=None, event=None) -> None:
-        from LabelRegLib.training_panel import can_resume
+        from LabelRegLib.slicer.training_panel import can_resume
 
         p = self._parameterNode
         if p is None:
@@ -180,7 +180,7 @@ class LabelRegTrainingWidget(ScriptedLoadableModuleWidget):
         with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
             if not self.logic.ensureDependencies(askUser=True):
                 return
-            from LabelRegLib.training_panel import holds_training
+            from LabelRegLib.slicer.training_panel import holds_training
 
             overwrite = not resume and holds_training(self._parameterNode.outputModel)
             if overwrite and not slicer.util.confirmOkCancelDisplay(
@@ -223,9 +223,9 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
     RECIPE = "labelreg_localnet.ini"  # the from-scratch recipe of the bundled model, in LabelReg/Resources/Models
 
     def __init__(self) -> None:
-        from LabelRegLib.data_check import DataCheck
-        from LabelRegLib.session import shared
-        from LabelRegLib.training_process import TrainingProcess
+        from LabelRegLib.slicer.data_check import DataCheck
+        from LabelRegLib.slicer.session import shared
+        from LabelRegLib.slicer.training_process import TrainingProcess
 
         ScriptedLoadableModuleLogic.__init__(self)
 
@@ -273,7 +273,7 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
     # ---------------------------------------------------------------- data
     @staticmethod
     def _dataFolders(p) -> tuple:
-        from LabelRegLib.data import FOLDERS
+        from LabelRegLib.data.cases import FOLDERS
 
         given = (p.movingImagesFolder, p.fixedImagesFolder, p.movingLabelsFolder, p.fixedLabelsFolder)
         return p.dataFolder, dict(zip(FOLDERS, given))
@@ -287,8 +287,8 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
 
     def summariseData(self, parameterNode) -> tuple:
         """``(text, problems)`` of the data folders, read here and now (for scripts; the panel uses :meth:`checkData`)."""
-        from LabelRegLib.data import resolve_folders
-        from LabelRegLib.data_check import summarise
+        from LabelRegLib.data.cases import resolve_folders
+        from LabelRegLib.slicer.data_check import summarise
 
         dataFolder, folders = self._dataFolders(parameterNode)
         return summarise(resolve_folders(dataFolder or None, **{k: v or None for k, v in folders.items()}))
@@ -296,15 +296,15 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
     # ---------------------------------------------------------------- process
     @classmethod
     def recipePath(cls) -> str:
-        from LabelRegLib.model_file import MODELS_DIR
+        from LabelRegLib.nets.model_file import MODELS_DIR
 
         return str(MODELS_DIR / cls.RECIPE)
 
     def trainArguments(self, p, resume: bool, overwrite: bool = False) -> list:
         """The ``labelreg train`` arguments for the parameter node: the bundled model's recipe, then the data,
         the output and the panel's settings as overrides (with default settings: the recipe unchanged)."""
-        from LabelRegLib.config import FOLDER_KEYS
-        from LabelRegLib.training_panel import train_arguments
+        from LabelRegLib.core.config import FOLDER_KEYS
+        from LabelRegLib.slicer.training_panel import train_arguments
 
         dataFolder, folders = self._dataFolders(p)
         data = {"data_dir": dataFolder, **{FOLDER_KEYS[name]: path for name, path in folders.items()}}
@@ -314,15 +314,15 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
 
     def command(self, p, resume: bool, overwrite: bool = False) -> list:
         """The whole command line: Slicer's Python running ``labelreg train`` from this extension's LabelRegLib."""
-        from LabelRegLib.training_process import python_executable, train_command
+        from LabelRegLib.slicer.training_process import train_command
 
-        return train_command(python_executable(), self.trainArguments(p, resume, overwrite), parent_pid=os.getpid())
+        return train_command(None, self.trainArguments(p, resume, overwrite), parent_pid=os.getpid())
 
     def start(self, parameterNode, resume: bool = False, overwrite: bool = False) -> None:
         """Start (or resume) training in a background process; returns at once. The training process checks the
         data itself (a problem ends it, and its message is the status); a new training over an existing model or
         checkpoint only with ``overwrite``."""
-        from LabelRegLib.training_panel import check_start, progress_table
+        from LabelRegLib.slicer.training_panel import check_start, progress_table
 
         p = parameterNode
         if self.isRunning:
@@ -341,7 +341,7 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
 
     def poll(self) -> None:
         """Take the processes' new output into the table, the status and ``dataSummary`` (never blocks)."""
-        from LabelRegLib.training_panel import add_rows
+        from LabelRegLib.slicer.training_panel import add_rows
 
         self.dataSummary = self.check.poll() or self.dataSummary
         run = self.training.context
@@ -371,17 +371,17 @@ class LabelRegTrainingLogic(ScriptedLoadableModuleLogic):
 
     def plotChartNode(self, table):
         """A plot of the loss and the validation Dice against the step (made once, saved with the scene)."""
-        from LabelRegLib.training_panel import plot_chart_node
+        from LabelRegLib.slicer.training_panel import plot_chart_node
 
         return plot_chart_node(slicer.mrmlScene, table)
 
 
 class LabelRegTrainingTest(ScriptedLoadableModuleTest):
     """Self-test: train a tiny network on phantoms, stop, resume, finish, register with it in LabelReg
-    (``LabelRegLib.self_tests``); what the test adds to the scene and the disk is removed again."""
+    (``LabelRegLib.slicer.self_tests``); what the test adds to the scene and the disk is removed again."""
 
     def setUp(self):
-        from LabelRegLib.self_tests import SceneGuard
+        from LabelRegLib.slicer.self_tests import SceneGuard
 
         self.guard = SceneGuard(slicer.mrmlScene)
 
@@ -389,12 +389,12 @@ class LabelRegTrainingTest(ScriptedLoadableModuleTest):
         self.guard.restore()
 
     def runTest(self):
-        from LabelRegLib.self_tests import run_self_tests
+        from LabelRegLib.slicer.self_tests import run_self_tests
 
         run_self_tests(self, "LabelRegTraining", self.test_TrainStopResumeRegister)
 
     def test_TrainStopResumeRegister(self):
         import LabelReg
-        from LabelRegLib.self_tests import train_stop_resume_register
+        from LabelRegLib.slicer.self_tests import train_stop_resume_register
 
         train_stop_resume_register(self, LabelRegTrainingLogic, LabelReg.LabelRegLogic, self.guard.folder)

@@ -26,7 +26,7 @@ def _deterministic_torch():
 @pytest.fixture(scope="session")
 def phantom():
     """Phantom pair of seed 0 (axial US)."""
-    from LabelRegLib.phantom import make_phantom_pair
+    from LabelRegLib.data.phantom import make_phantom_pair
 
     return make_phantom_pair(0)
 
@@ -34,7 +34,7 @@ def phantom():
 @pytest.fixture(scope="session")
 def oblique_phantom():
     """Phantom pair of seed 1 with an oblique, anisotropic US grid."""
-    from LabelRegLib.phantom import make_phantom_pair
+    from LabelRegLib.data.phantom import make_phantom_pair
 
     return make_phantom_pair(1, oblique=True)
 
@@ -49,8 +49,8 @@ def shared_data() -> Path:
 
 def oblique_geometry() -> np.ndarray:
     """An oblique, anisotropic IJK->RAS matrix used by several tests."""
-    from LabelRegLib.phantom import _rotation
-    from LabelRegLib.volume import make_ijk_to_ras
+    from LabelRegLib.core.volume import make_ijk_to_ras
+    from LabelRegLib.data.phantom import _rotation
 
     return make_ijk_to_ras((0.8, 1.3, 2.1), (-12.5, 30.25, 7.0), _rotation(np.deg2rad([17.0, -23.0, 41.0])))
 
@@ -58,7 +58,7 @@ def oblique_geometry() -> np.ndarray:
 @pytest.fixture(scope="session")
 def phantom_folder(tmp_path_factory) -> Path:
     """Six phantom pairs written as a LabelReg data folder (NIfTI, 4D labels)."""
-    from LabelRegLib.phantom import write_phantom_folder
+    from LabelRegLib.data.phantom import write_phantom_folder
 
     folder = tmp_path_factory.mktemp("phantoms")
     write_phantom_folder(folder, n_pairs=6)
@@ -76,16 +76,16 @@ def tiny_model(phantom_folder, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def gland_model() -> Path:
     """The bundled gland segmentation model."""
-    from LabelRegLib.glands import DEFAULT_GLAND_MODEL_NAME
-    from LabelRegLib.model_file import MODELS_DIR
+    from LabelRegLib.nets.model_file import MODELS_DIR
+    from LabelRegLib.registration.glands import DEFAULT_GLAND_MODEL_NAME
 
     return MODELS_DIR / DEFAULT_GLAND_MODEL_NAME
 
 
 @pytest.fixture(scope="module")
 def slicer():
-    """Slicer's real MRML (slicer-core) with LabelReg's stand-ins for the application (LabelRegLib.slicer_standalone)."""
-    return pytest.importorskip("LabelRegLib.slicer_standalone").install()
+    """Slicer's real MRML (slicer-core) with LabelReg's stand-ins for the application (LabelRegLib.slicer.standalone)."""
+    return pytest.importorskip("LabelRegLib.slicer.standalone").install()
 
 
 @pytest.fixture(scope="module")

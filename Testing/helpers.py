@@ -37,8 +37,8 @@ def tiny_trainer(data_dir: Path, output_dir: Path, steps: int = 2, **overrides):
     """A trainer of a 4-channel LocalNet for a couple of steps on phantom pairs (in-process, progress discarded)."""
     import io
 
-    from LabelRegLib.config import TrainConfig
-    from LabelRegLib.training import Trainer
+    from LabelRegLib.core.config import TrainConfig
+    from LabelRegLib.training.trainer import Trainer
 
     settings = dict(
         data_dir=str(data_dir),
@@ -64,8 +64,7 @@ def with_empty_border(volume, voxels: int, name: str | None = None):
     """``volume`` with ``voxels`` zero voxels added on every side, its content staying where it was in RAS
     (a wider field of view)."""
     import numpy as np
-
-    from LabelRegLib.volume import Volume
+    from LabelRegLib.core.volume import Volume
 
     shift = np.eye(4)
     shift[:3, 3] = -np.full(3, float(voxels))

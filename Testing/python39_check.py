@@ -26,16 +26,16 @@ LIB = REPO / "LabelReg" / "LabelRegLib"
 SLICER_FILES = [
     REPO / "LabelReg" / "LabelReg.py",
     REPO / "LabelRegTraining" / "LabelRegTraining.py",
-    *sorted(LIB.glob("*.py")),
+    *sorted(LIB.rglob("*.py")),
     *sorted((REPO / "LabelReg" / "Resources" / "Scripts").glob("*.py")),
 ]
 
 
 def _stub_slicer():
     """A ``slicer`` package with the names the module files use at import time (no scene: nothing runs)."""
-    from LabelRegLib import slicer_standalone
-
     import ast
+
+    from LabelRegLib.slicer import standalone as slicer_standalone
 
     slicer = types.ModuleType("slicer")
     for module_file in (REPO / "LabelReg" / "LabelReg.py", REPO / "LabelRegTraining" / "LabelRegTraining.py"):
@@ -64,8 +64,9 @@ def main() -> int:
         py_compile.compile(str(path), doraise=True, cfile=str(Path(sys.prefix) / "labelreg-check.pyc"))
         print(f"compiles: {path.relative_to(REPO)}")
     sys.path[:0] = [str(REPO / "LabelReg"), str(REPO / "LabelRegTraining")]
-    for path in sorted(LIB.glob("*.py")):
-        name = "LabelRegLib" if path.stem == "__init__" else f"LabelRegLib.{path.stem}"
+    for path in sorted(p for p in LIB.rglob("*.py") if p.stem != "__main__"):  # __main__ would run the command
+        parts = path.relative_to(LIB.parent).with_suffix("").parts  # ("LabelRegLib", "core", "io"), every layer
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as error:

@@ -7,16 +7,14 @@ import warnings
 
 import numpy as np
 import pytest
-
-from LabelRegLib.cli.demo import DEMO_SEEDS
-from LabelRegLib.config import TrainConfig, train_config_from_ini
-from LabelRegLib.data import Case, load_data_folder
-from LabelRegLib.evaluation import evaluate_cases
-from LabelRegLib.model_file import MODELS_DIR, default_model_path, read_model_header
-from LabelRegLib.phantom import make_phantom_pair
-from LabelRegLib.registration import Registrar
-
 from helpers import REPO, with_empty_border
+from LabelRegLib.cli.demo import DEMO_SEEDS
+from LabelRegLib.core.config import TrainConfig, train_config_from_ini
+from LabelRegLib.data.cases import Case, load_data_folder
+from LabelRegLib.data.phantom import make_phantom_pair
+from LabelRegLib.evaluation.evaluate import evaluate_cases
+from LabelRegLib.nets.model_file import MODELS_DIR, default_model_path, read_model_header
+from LabelRegLib.registration.registrar import Registrar
 
 pytestmark = pytest.mark.slow
 
@@ -37,9 +35,9 @@ def test_the_bundled_model_is_small_and_describes_itself():
 
 
 def test_every_bundled_model_file_loads_with_the_weights_only_loader_and_all_fit_the_size_budget():
-    from LabelRegLib.gland_network import GlandNet
-    from LabelRegLib.glands import DEFAULT_GLAND_MODEL_NAME
-    from LabelRegLib.model_file import load_weights_only
+    from LabelRegLib.nets.gland_network import GlandNet
+    from LabelRegLib.nets.model_file import load_weights_only
+    from LabelRegLib.registration.glands import DEFAULT_GLAND_MODEL_NAME
 
     files = sorted(MODELS_DIR.glob("*.pt"))
     assert {path.name for path in files} == {default_model_path().name, DEFAULT_GLAND_MODEL_NAME}
@@ -172,7 +170,7 @@ def test_a_model_card_fits_one_screen_and_opens_with_the_cross_validated_estimat
 
 
 def test_the_per_pair_picture_is_drawn_from_a_cross_validation_table(tmp_path):
-    from LabelRegLib.io import verify_png
+    from LabelRegLib.core.writes import verify_png
 
     (tmp_path / "per_case.csv").write_text(
         "case,fold,dice_before,dice_after,tre_mm_before,tre_mm_after,folding\n"

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from helpers import run_labelreg, with_empty_border
-from LabelRegLib.io import from_sitk_image, read_labels, read_volume, to_sitk_image, write_volume
-from LabelRegLib.metrics import dice
-from LabelRegLib.registration import Registrar, warp_volume
-from LabelRegLib.transform_io import read_displacement
+from LabelRegLib.core.io import read_labels, read_volume, write_volume
+from LabelRegLib.core.metrics import dice
+from LabelRegLib.core.sitk_geometry import from_sitk_image, to_sitk_image
+from LabelRegLib.core.transform_io import read_displacement
+from LabelRegLib.registration.registrar import Registrar, warp_volume
 
 
 def test_register_writes_a_transform_that_simpleitk_applies_identically(phantom_folder, tiny_model, tmp_path):
@@ -247,8 +247,8 @@ def test_original_ini_trains_and_infers(phantom_folder, tmp_path):
 
 
 def test_flags_override_ini_and_unknown_keys_are_named(phantom_folder, tmp_path):
-    from LabelRegLib.config import train_config_from_ini
-    from LabelRegLib.errors import InputError
+    from LabelRegLib.core.config import train_config_from_ini
+    from LabelRegLib.core.errors import InputError
 
     ini = tmp_path / "c.ini"
     ini.write_text(ORIGINAL_INI.format(data=phantom_folder, out=tmp_path / "run"))

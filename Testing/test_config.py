@@ -6,10 +6,16 @@ import re
 from dataclasses import fields
 
 import pytest
-
 from helpers import run_labelreg
-from LabelRegLib.config import TrainConfig, config_from, sections, train_config_from_ini, training_record, write_ini
-from LabelRegLib.errors import InputError
+from LabelRegLib.core.config import (
+    TrainConfig,
+    config_from,
+    sections,
+    train_config_from_ini,
+    training_record,
+    write_ini,
+)
+from LabelRegLib.core.errors import InputError
 
 # The original tutorial's config_demo.ini (YipengHu/label-reg): its sections, keys and "key: value" style.
 TUTORIAL_INI = """[Data]

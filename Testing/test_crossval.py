@@ -7,11 +7,10 @@ import json
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
-
 from LabelRegLib import cli
-from LabelRegLib.config import train_config_from_ini
-from LabelRegLib.crossval import assign_folds
-from LabelRegLib.errors import InputError
+from LabelRegLib.core.config import train_config_from_ini
+from LabelRegLib.core.errors import InputError
+from LabelRegLib.evaluation.crossval import assign_folds
 
 
 @pytest.mark.parametrize("n_cases, folds, seed", [(90, 3, 0), (90, 12, 5), (7, 3, 1), (6, 6, 2), (2, 2, 0)])
@@ -91,9 +90,9 @@ def test_a_two_stage_recipe_is_cross_validated_by_case_and_resumes(phantom_folde
 
 @pytest.mark.slow
 def test_a_glands_recipe_trains_a_gland_model_per_fold_and_scores_the_held_out_pairs(phantom_folder, tmp_path):
-    from LabelRegLib.crossval import CrossValidation
-    from LabelRegLib.config import GlandSettings
-    from LabelRegLib.model_file import read_model_header
+    from LabelRegLib.core.config import GlandSettings
+    from LabelRegLib.evaluation.crossval import CrossValidation
+    from LabelRegLib.nets.model_file import read_model_header
 
     recipe = tmp_path / "recipe.ini"
     recipe.write_text(RECIPE.format(data=phantom_folder, out=tmp_path, extra="initial_alignment = glands"))

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from LabelRegLib.data import DataError, load_case, load_data_folder
-from LabelRegLib.io import to_sitk_image, write_volume
-from LabelRegLib.phantom import write_phantom_folder
-from LabelRegLib.volume import Volume
+from LabelRegLib.core.io import write_volume
+from LabelRegLib.core.sitk_geometry import to_sitk_image
+from LabelRegLib.core.volume import Volume
+from LabelRegLib.data.cases import DataError, load_case, load_data_folder
+from LabelRegLib.data.phantom import write_phantom_folder
 
 
 def test_shared_example_data_loads_completely(shared_data):

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-
-from LabelRegLib.device import available_devices, select_device
-from LabelRegLib.errors import DeviceError
+from LabelRegLib.core.device import available_devices, select_device
+from LabelRegLib.core.errors import DeviceError
 
 
 def test_auto_picks_the_best_available_device():

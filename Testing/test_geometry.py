@@ -2,17 +2,16 @@
 
 import numpy as np
 import torch
-
 from conftest import oblique_geometry
-from LabelRegLib.metrics import dice, folding, tre_mm
-from LabelRegLib.spatial import (
+from LabelRegLib.core.metrics import dice, folding, tre_mm
+from LabelRegLib.core.spatial import (
     ddf_ras_to_voxel,
     ddf_voxel_to_ras,
     folding_fraction,
     jacobian_determinant,
     resample_volume,
 )
-from LabelRegLib.volume import Volume, grid_center_ras, resampled_geometry
+from LabelRegLib.core.volume import Volume, grid_center_ras, resampled_geometry
 
 
 def test_ddf_voxel_ras_round_trip_is_exact_for_oblique_anisotropic_geometry():

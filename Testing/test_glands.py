@@ -6,17 +6,16 @@ import warnings
 
 import numpy as np
 import pytest
-
 from helpers import run_labelreg
-from LabelRegLib.errors import InputError, ModelFileError
-from LabelRegLib.gland_alignment import align_glands
-from LabelRegLib.glands import Gland, GlandSegmenter, anti_aliased
-from LabelRegLib.metrics import spearman
-from LabelRegLib.phantom import _rotation, make_phantom_pair
-from LabelRegLib.quality import quality_score
-from LabelRegLib.registration import Registrar
-from LabelRegLib.spatial import resample_volume
-from LabelRegLib.volume import Volume, resampled_geometry
+from LabelRegLib.core.errors import InputError, ModelFileError
+from LabelRegLib.core.metrics import spearman
+from LabelRegLib.core.spatial import resample_volume
+from LabelRegLib.core.volume import Volume, resampled_geometry
+from LabelRegLib.data.phantom import _rotation, make_phantom_pair
+from LabelRegLib.registration.gland_alignment import align_glands
+from LabelRegLib.registration.glands import Gland, GlandSegmenter, anti_aliased
+from LabelRegLib.registration.quality import quality_score
+from LabelRegLib.registration.registrar import Registrar
 
 
 def _coarse_gland(label: Volume, spacing_mm: float = 3.5) -> Gland:
@@ -195,9 +194,9 @@ def test_register_writes_the_glands_and_a_quality_report(gland_model, tiny_model
 
 
 def test_the_glands_alignment_rescues_a_pair_whose_volume_centres_are_far_apart(gland_model):
-    from LabelRegLib.gland_alignment import glands_initial
-    from LabelRegLib.metrics import dice
-    from LabelRegLib.spatial import initial_alignment
+    from LabelRegLib.core.metrics import dice
+    from LabelRegLib.core.spatial import initial_alignment
+    from LabelRegLib.registration.gland_alignment import glands_initial
 
     pair = make_phantom_pair(1003, fov_offset_mm=(18.0, -15.0, 12.0))  # the MR field of view far off the gland
     glands = GlandSegmenter(gland_model, "cpu").segment_pair(pair.moving_image, pair.fixed_image)

@@ -4,10 +4,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import oblique_geometry
-from LabelRegLib.io import LPS_TO_RAS, read_array, read_labels, read_volume, write_volume
-from LabelRegLib.volume import Volume
+from LabelRegLib.core.io import read_array, read_labels, read_volume, write_volume
+from LabelRegLib.core.sitk_geometry import LPS_TO_RAS
+from LabelRegLib.core.volume import Volume
 
 
 def _array_kji(shape=(7, 9, 11)):

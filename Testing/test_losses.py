@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import torch
-
-from LabelRegLib.losses import (
+from LabelRegLib.core.metrics import dice
+from LabelRegLib.core.spatial import voxel_grid
+from LabelRegLib.nets.losses import (
     DEFAULT_SCALES,
     bending_energy,
     gaussian_kernel1d,
@@ -14,8 +15,6 @@ from LabelRegLib.losses import (
     separable_filter3d,
     single_scale_loss,
 )
-from LabelRegLib.metrics import dice
-from LabelRegLib.spatial import voxel_grid
 
 SHAPE = (12, 14, 16)
 

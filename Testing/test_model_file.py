@@ -6,10 +6,9 @@ import zipfile
 
 import pytest
 import torch
-
-from LabelRegLib.errors import ModelFileError
-from LabelRegLib.model_file import load_model, read_model_header, read_model_payload, save_model
-from LabelRegLib.networks import LocalNet
+from LabelRegLib.core.errors import ModelFileError
+from LabelRegLib.nets.model_file import load_model, read_model_header, read_model_payload, save_model
+from LabelRegLib.nets.networks import LocalNet
 
 HEADER = {
     "architecture": {

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import torch
-
-from LabelRegLib.losses import multi_scale_loss
-from LabelRegLib.networks import CompositeNet, GlobalNet, LocalNet, build_network
-from LabelRegLib.spatial import initial_alignment, resample_volume, warp
+from LabelRegLib.core.spatial import initial_alignment, resample_volume, warp
+from LabelRegLib.nets.losses import multi_scale_loss
+from LabelRegLib.nets.networks import CompositeNet, GlobalNet, LocalNet, build_network
 
 
 @pytest.mark.parametrize("network_type", ["local", "global", "composite"])
@@ -105,7 +104,7 @@ def test_one_adam_step_lowers_the_multiscale_dice_loss(phantom):
 def test_the_mirrored_average_is_exactly_equivariant():
     """Test-time augmentation along j: the mirrored pair gets the mirrored field (flipped, its j component negated);
     without axes it is the network's own field."""
-    from LabelRegLib.registration import mirrored_prediction
+    from LabelRegLib.registration.network_field import mirrored_prediction
 
     network = LocalNet(4, norm="instance").eval()
     with torch.no_grad():

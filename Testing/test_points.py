@@ -6,13 +6,12 @@ import sys
 
 import numpy as np
 import pytest
-
 from helpers import run_labelreg
-from LabelRegLib.errors import InputError
-from LabelRegLib.phantom import make_phantom_pair
-from LabelRegLib.point_files import read_points
-from LabelRegLib.point_mapping import FieldMapper
-from LabelRegLib.transform_io import write_displacement
+from LabelRegLib.core.errors import InputError
+from LabelRegLib.core.point_files import read_points
+from LabelRegLib.core.transform_io import write_displacement
+from LabelRegLib.data.phantom import make_phantom_pair
+from LabelRegLib.registration.point_mapping import FieldMapper
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +162,8 @@ def test_a_bad_point_file_is_refused_in_one_line_naming_it(tmp_path, text, probl
 
 
 def test_register_maps_the_moving_points_as_map_points_does(pair, tmp_path):
-    from LabelRegLib.io import write_volume
-    from LabelRegLib.metrics import centroid_ras
+    from LabelRegLib.core.io import write_volume
+    from LabelRegLib.core.metrics import centroid_ras
 
     write_volume(pair.moving_image, tmp_path / "mr.nii.gz")
     write_volume(pair.fixed_image, tmp_path / "us.nii.gz")
@@ -202,8 +201,8 @@ def test_a_point_file_that_cannot_be_written_whole_is_one_line_and_the_old_file_
     code = f"""
         import resource, sys
         sys.path.insert(0, {str(REPO / "LabelReg")!r})
-        from LabelRegLib.errors import InputError
-        from LabelRegLib.point_files import read_points, write_points
+        from LabelRegLib.core.errors import InputError
+        from LabelRegLib.core.point_files import read_points, write_points
         points = read_points({str(tmp_path / "targets.csv")!r})
         resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))  # a file-size limit: the write stops short
         try:

@@ -1,4 +1,4 @@
-"""LabelReg's Slicer logic on Slicer's real MRML classes (slicer-core), through LabelRegLib/slicer_standalone.py."""
+"""LabelReg's Slicer logic on Slicer's real MRML classes (slicer-core), through LabelRegLib/slicer/standalone.py."""
 
 import csv
 import re
@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import vtk
-
 from helpers import REPO, subprocess_env, with_empty_border
-from LabelRegLib.io import LPS_TO_RAS, write_volume
-from LabelRegLib.metrics import dice, tre_mm
-from LabelRegLib.phantom import make_phantom_pair
-from LabelRegLib.registration import Registrar, warp_volume
-from LabelRegLib.volume import Volume
+from LabelRegLib.core.io import write_volume
+from LabelRegLib.core.metrics import dice, tre_mm
+from LabelRegLib.core.sitk_geometry import LPS_TO_RAS
+from LabelRegLib.core.volume import Volume
+from LabelRegLib.data.phantom import make_phantom_pair
+from LabelRegLib.registration.registrar import Registrar, warp_volume
 
-slicer_standalone = pytest.importorskip("LabelRegLib.slicer_standalone")
+slicer_standalone = pytest.importorskip("LabelRegLib.slicer.standalone")
 
 
 def _matrix(array):
@@ -30,7 +30,7 @@ def _matrix(array):
 
 def _volume_node(slicer, volume: Volume, name: str, parent=None, node_class="vtkMRMLScalarVolumeNode"):
     """A volume node showing ``volume`` in world RAS; under ``parent`` (a linear transform node) its own geometry compensates."""
-    from LabelRegLib.mrml import update_volume_node
+    from LabelRegLib.slicer.mrml import update_volume_node
 
     node = slicer.mrmlScene.AddNewNodeByClass(node_class, name)
     local = volume
@@ -70,7 +70,7 @@ def _phantom_scene(slicer, seed=1002):
 
 
 def _node_volume(slicer, node) -> Volume:
-    from LabelRegLib.mrml import volume_from_node
+    from LabelRegLib.slicer.mrml import volume_from_node
 
     return volume_from_node(node, node.GetName())
 
@@ -167,7 +167,7 @@ def test_a_us_larger_than_the_model_was_trained_on_registers_with_the_warning_in
 
 
 def _grid_transform_node(slicer, displacement: Volume):
-    from LabelRegLib.mrml import set_grid_transform
+    from LabelRegLib.slicer.mrml import set_grid_transform
 
     node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLGridTransformNode", "known field")
     set_grid_transform(node, displacement)
@@ -200,7 +200,7 @@ def test_grid_transform_node_moves_points_exactly_as_the_field_and_simpleitk_rea
 
 def resample_point(field: Volume, point: np.ndarray) -> np.ndarray:
     """Trilinear value of a vector field at a RAS point (reference for the tests)."""
-    from LabelRegLib.spatial import resample_volume
+    from LabelRegLib.core.spatial import resample_volume
 
     single = np.eye(4)
     single[:3, 3] = point
@@ -209,15 +209,15 @@ def resample_point(field: Volume, point: np.ndarray) -> np.ndarray:
 
 def test_mr_points_under_the_transform_land_on_the_us_landmarks(slicer, scene, LabelReg):
     """Biopsy targets placed on the MR follow the transform onto the US (Slicer inverts the grid itself)."""
-    from LabelRegLib.metrics import centroid_ras
-    from LabelRegLib.mrml import set_grid_transform
+    from LabelRegLib.core.metrics import centroid_ras
+    from LabelRegLib.slicer.mrml import set_grid_transform
 
     pair, moving, fixed, _segmentation, _parent = _phantom_scene(slicer, seed=1002)
     logic = LabelReg.LabelRegLogic()
     transform = logic.register(moving, fixed)
     # the known deformation, put into the same node by the same code path, with the MR's parent folded in
-    from LabelRegLib.mrml import transform_to_world
-    from LabelRegLib.registration_worker import to_moving_frame
+    from LabelRegLib.registration.worker import to_moving_frame
+    from LabelRegLib.slicer.mrml import transform_to_world
 
     known = to_moving_frame(pair.true_displacement, np.linalg.inv(transform_to_world(_parent, "MR pose")))
     points = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "targets")
@@ -310,10 +310,10 @@ def _write_case(slicer, pair, folder):
 
 def test_batch_script_under_plain_python_matches_the_logic(slicer, scene, LabelReg, tmp_path):
     from LabelRegLib.cli import main
-    from LabelRegLib.io import read_volume
-    from LabelRegLib.metrics import centroid_ras
-    from LabelRegLib.point_files import read_points
-    from LabelRegLib.transform_io import read_displacement
+    from LabelRegLib.core.io import read_volume
+    from LabelRegLib.core.metrics import centroid_ras
+    from LabelRegLib.core.point_files import read_points
+    from LabelRegLib.core.transform_io import read_displacement
 
     pairs = [make_phantom_pair(seed) for seed in (1001, 1002)]
     rows = []
@@ -354,7 +354,7 @@ def test_batch_script_under_plain_python_matches_the_logic(slicer, scene, LabelR
         moving = _volume_node(slicer, read_volume(row["moving"]), "MR")
         fixed = _volume_node(slicer, read_volume(row["fixed"]), "US")
         transform = logic.register(moving, fixed)
-        from LabelRegLib.mrml import grid_transform_displacement
+        from LabelRegLib.slicer.mrml import grid_transform_displacement
 
         ours = grid_transform_displacement(transform)
         written = read_displacement(row["output_transform"])
@@ -377,8 +377,8 @@ def test_mr_targets_shown_on_the_us_are_where_map_points_puts_them(slicer, scene
     Slicer inverts the grid itself, and the targets it shows on the US are map-points --to us within 0.1 mm,
     after registering again too."""
     from LabelRegLib.cli import main
-    from LabelRegLib.metrics import centroid_ras
-    from LabelRegLib.point_files import read_points
+    from LabelRegLib.core.metrics import centroid_ras
+    from LabelRegLib.core.point_files import read_points
 
     pair, moving, fixed, _segmentation, parent = _phantom_scene(slicer)
     to_local = vtk.vtkMatrix4x4()
@@ -406,7 +406,7 @@ def test_mr_targets_shown_on_the_us_are_where_map_points_puts_them(slicer, scene
 
 
 def test_bad_input_gives_clear_messages_and_leaves_no_nodes(slicer, scene, LabelReg, tmp_path):
-    from LabelRegLib.errors import DeviceError, InputError, ModelFileError
+    from LabelRegLib.core.errors import DeviceError, InputError, ModelFileError
 
     pair, moving, fixed, segmentation, _parent = _phantom_scene(slicer)
     logic = LabelReg.LabelRegLogic()
@@ -429,6 +429,7 @@ def test_bad_input_gives_clear_messages_and_leaves_no_nodes(slicer, scene, Label
     junk.write_text("not a model")
     check(ModelFileError, "notes.pt: is truncated, damaged or not a model file", moving, fixed, modelPath=str(junk))
     import os
+
     import torch
 
     class RunsCode:
@@ -452,8 +453,8 @@ def test_the_self_test_runs_and_cleans_up(slicer, scene, LabelReg):
 
 
 def test_slicer_reads_files_like_the_engine(slicer, scene, tmp_path):
-    from LabelRegLib.io import read_volume
     from conftest import oblique_geometry
+    from LabelRegLib.core.io import read_volume
 
     volume = Volume(np.random.default_rng(1).random((7, 9, 11)).astype(np.float32), oblique_geometry())
     for suffix in (".nii.gz", ".nrrd"):

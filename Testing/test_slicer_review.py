@@ -1,7 +1,7 @@
 """What the MRML harness alone could not see (issue 17): each test names the defect it guards against.
 
 Static checks read the module files and ``.ui`` files (Qt cannot run here); process, thread and
-import checks run for real; MRML checks run on slicer-core through LabelRegLib/slicer_standalone.py.
+import checks run for real; MRML checks run on slicer-core through LabelRegLib/slicer/standalone.py.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
 from helpers import REPO, subprocess_env
 
-slicer_standalone = pytest.importorskip("LabelRegLib.slicer_standalone")
+slicer_standalone = pytest.importorskip("LabelRegLib.slicer.standalone")
 TRAINING = REPO / "LabelRegTraining" / "LabelRegTraining.py"
 LABELREG = REPO / "LabelReg" / "LabelReg.py"
 
@@ -77,8 +76,9 @@ time.sleep(120)
 
 @pytest.mark.parametrize("with_psutil", [True, False])
 def test_stop_ends_the_whole_process_tree(with_psutil, monkeypatch):
-    from LabelRegLib import training_process
-    from LabelRegLib.training_process import TrainingProcess, process_alive
+    from LabelRegLib.core import processes
+    from LabelRegLib.core.processes import process_alive
+    from LabelRegLib.slicer.training_process import TrainingProcess
 
     if not with_psutil:
         monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil -> ImportError: the pgrep fallback
@@ -96,17 +96,17 @@ def test_stop_ends_the_whole_process_tree(with_psutil, monkeypatch):
     while process_alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not process_alive(grandchild), "the training's own child processes end too"
-    assert training_process.end_process_tree  # (the function both paths went through)
+    assert processes.end_process_tree  # (the function both paths went through)
 
 
 def test_windows_stop_ends_the_tree_with_taskkill(monkeypatch):
     """Without psutil on Windows, the tree is ended by ``taskkill /T /F`` (checked here by the command it runs)."""
-    from LabelRegLib import training_process
+    from LabelRegLib.core import processes
 
     calls = []
     monkeypatch.setitem(sys.modules, "psutil", None)
-    monkeypatch.setattr(training_process.os, "name", "nt")
-    monkeypatch.setattr(training_process.subprocess, "run", lambda command, **kwargs: calls.append((command, kwargs)))
+    monkeypatch.setattr(processes.os, "name", "nt")
+    monkeypatch.setattr(processes.subprocess, "run", lambda command, **kwargs: calls.append((command, kwargs)))
 
     class Finished:
         pid = 4242
@@ -114,9 +114,9 @@ def test_windows_stop_ends_the_tree_with_taskkill(monkeypatch):
         def wait(self, timeout=None):
             return 0
 
-    training_process.end_process_tree(Finished(), timeout=1)
+    processes.end_process_tree(Finished(), timeout=1)
     assert calls[0][0] == ["taskkill", "/F", "/T", "/PID", "4242"]
-    assert calls[0][1]["creationflags"] == training_process.CREATE_NO_WINDOW
+    assert calls[0][1]["creationflags"] == processes.CREATE_NO_WINDOW
 
 
 @pytest.mark.slow
@@ -125,7 +125,8 @@ def test_training_ends_when_the_application_that_started_it_is_gone(phantom_fold
     """Also when the training inherits SIGINT ignored (an application started from a background job)."""
     import signal
 
-    from LabelRegLib.training_process import TrainingProcess, launch_hidden, train_command
+    from LabelRegLib.core.processes import launch_hidden
+    from LabelRegLib.slicer.training_process import TrainingProcess, train_command
 
     if sigint == "ignored" and os.name == "nt":
         pytest.skip("POSIX signal dispositions")
@@ -212,9 +213,9 @@ def test_a_cleared_start_from_model_trains_from_scratch(slicer, scene, modules, 
 def test_the_shared_panel_binds_on_enter_releases_on_exit_and_rebinds_after_the_scene_closes(
     slicer, scene, modules, monkeypatch
 ):
-    """LabelRegLib.slicer_panel on a real scene (its close events) and slicer.util's VTKObservationMixin; Qt's
+    """LabelRegLib.slicer.panel on a real scene (its close events) and slicer.util's VTKObservationMixin; Qt's
     part (loading the .ui, parameterNodeWrapper's GUI connection) recorded instead of run."""
-    from LabelRegLib.slicer_panel import ParameterNodePanel
+    from LabelRegLib.slicer.panel import ParameterNodePanel
 
     LabelReg, _LabelRegTraining = modules
     calls = []
@@ -265,7 +266,7 @@ def test_self_tests_skip_with_a_reason_where_torch_and_nibabel_are_missing():
     result = _run_python("""
         sys.modules["torch"] = None  # as on the extension build machines: import torch fails
         sys.modules["nibabel"] = None
-        from LabelRegLib import slicer_standalone
+        from LabelRegLib.slicer import standalone as slicer_standalone
         slicer_standalone.install()
         import LabelReg, LabelRegTraining
         LabelReg.LabelRegTest().runTest()
@@ -303,10 +304,10 @@ def test_every_user_action_that_reads_images_or_trains_checks_the_dependencies_f
 # ---------------------------------------------------------------- 5. opening a panel imports no torch
 def test_opening_the_panels_imports_no_torch_and_reads_no_weights():
     result = _run_python("""
-        from LabelRegLib import slicer_standalone
+        from LabelRegLib.slicer import standalone as slicer_standalone
         slicer_standalone.install()
         import LabelReg, LabelRegTraining
-        from LabelRegLib import model_file
+        from LabelRegLib.nets import model_file
         model_file.read_model_payload = None  # reading the weights here would fail
         logic = LabelReg.LabelRegLogic()
         logic.getParameterNode()
@@ -323,8 +324,8 @@ def test_opening_the_panels_imports_no_torch_and_reads_no_weights():
 
 
 def test_the_header_read_without_torch_is_the_checked_header(tiny_model, tmp_path):
-    from LabelRegLib.errors import ModelFileError
-    from LabelRegLib.model_file import default_model_path, peek_model_header, read_model_header
+    from LabelRegLib.core.errors import ModelFileError
+    from LabelRegLib.nets.model_file import default_model_path, peek_model_header, read_model_header
 
     for path in (default_model_path(), tiny_model):
         assert peek_model_header(path) == read_model_header(path)
@@ -351,14 +352,14 @@ class _Engine:
         self.finished.pop(job_id, None)
 
     def finish(self, value=None, error=None):
-        from LabelRegLib.worker_client import JobResult
+        from LabelRegLib.registration.worker_client import JobResult
 
         job = len(self.requests)
         self.finished[job] = JobResult(job, value, error, 0.0, time.perf_counter())
 
 
 def test_live_frames_go_to_the_engine_one_at_a_time_the_latest_wins_none_twice():
-    from LabelRegLib.live import LatestFrameQueue
+    from LabelRegLib.slicer.frame_queue import LatestFrameQueue
 
     engine = _Engine()
     queue = LatestFrameQueue(engine, lambda frame: {"fixed": frame})
@@ -377,7 +378,7 @@ def test_live_frames_go_to_the_engine_one_at_a_time_the_latest_wins_none_twice()
 
 
 def test_a_failing_frame_is_reported_to_the_owner():
-    from LabelRegLib.live import LatestFrameQueue
+    from LabelRegLib.slicer.frame_queue import LatestFrameQueue
 
     engine = _Engine()
     queue = LatestFrameQueue(engine, lambda frame: {"fixed": frame})
@@ -389,8 +390,8 @@ def test_a_failing_frame_is_reported_to_the_owner():
 
 # ---------------------------------------------------------------- 7. no node leaks, visible results
 def _phantom_nodes(slicer):
-    from LabelRegLib.mrml import add_phantom_nodes
-    from LabelRegLib.phantom import make_phantom_pair
+    from LabelRegLib.data.phantom import make_phantom_pair
+    from LabelRegLib.slicer.mrml import add_phantom_nodes
 
     return add_phantom_nodes(slicer.mrmlScene, make_phantom_pair(1001))
 
@@ -433,14 +434,14 @@ def test_registering_again_updates_the_same_outputs_each_with_a_display_node(sli
     assert colours.GetColorName(1) == "gland" and np.allclose(rgba[:3], (0.1, 0.9, 0.2), atol=0.01)
 
     # the error path: a failure after the outputs were started leaves the scene as it was
-    import LabelRegLib.registration
+    import LabelRegLib.registration.registrar
 
     logic = LabelReg.LabelRegLogic(inProcess=True)  # the failure is planted in this process
 
     def broken(*args, **kwargs):
         raise RuntimeError("resampling failed")
 
-    monkeypatch.setattr(LabelRegLib.registration, "resample_volume", broken)  # the labelmap's resampling
+    monkeypatch.setattr(LabelRegLib.registration.registrar, "resample_volume", broken)  # the labelmap's resampling
     moving.SetAndObserveTransformNodeID(None)
     segmentation.RemoveNodeReferenceIDs("labelRegOnUS")
     segmentation.RemoveNodeReferenceIDs("labelRegLabelmapOnUS")
@@ -452,8 +453,8 @@ def test_registering_again_updates_the_same_outputs_each_with_a_display_node(sli
 
 # ---------------------------------------------------------------- 8. a retrained model is loaded again
 def test_a_model_file_rewritten_in_place_is_loaded_again(tmp_path, tiny_model):
-    from LabelRegLib.model_catalogue import ModelCatalogue
-    from LabelRegLib.model_file import default_model_path
+    from LabelRegLib.nets.model_file import default_model_path
+    from LabelRegLib.registration.model_catalogue import ModelCatalogue
 
     path = tmp_path / "model.pt"
     shutil.copy(tiny_model, path)
@@ -492,7 +493,7 @@ def test_the_training_command_runs_from_an_installed_layout(tmp_path):
     code = f"""
         import os, subprocess, sys
         sys.path.insert(0, {str(installed)!r})
-        from LabelRegLib import slicer_standalone
+        from LabelRegLib.slicer import standalone as slicer_standalone
         slicer_standalone.install()
         import LabelRegTraining
         assert LabelRegTraining.__file__.startswith({str(installed)!r}), LabelRegTraining.__file__
@@ -522,7 +523,7 @@ def test_the_panel_with_default_settings_trains_exactly_the_recipe(slicer, scene
 
     from LabelRegLib.cli import build_parser
     from LabelRegLib.cli.train import train_config
-    from LabelRegLib.config import train_config_from_ini
+    from LabelRegLib.core.config import train_config_from_ini
 
     _LabelReg, LabelRegTraining = modules
     logic = LabelRegTraining.LabelRegTrainingLogic()
@@ -547,7 +548,7 @@ def test_the_panel_with_default_settings_trains_exactly_the_recipe(slicer, scene
     assert from_panel["data_dir"] == p.dataFolder and from_panel["file_model_save"] == os.path.abspath(p.outputModel)
     import typing
 
-    from LabelRegLib.config import TrainConfig
+    from LabelRegLib.core.config import TrainConfig
 
     schema = {f.name: f.metadata for f in fields(TrainConfig)}
     for parameter, key in LabelRegTraining.PANEL_SETTINGS.items():  # the panel offers what the schema allows
@@ -569,7 +570,7 @@ def test_the_moving_frame_is_a_node_reference_and_the_status_is_not_saved(slicer
     moving.SetAndObserveTransformNodeID(parent.GetID())
     logic = LabelReg.LabelRegLogic()
     transform = logic.register(moving, fixed)
-    from LabelRegLib.mrml_outputs import MOVING_PARENT_REFERENCE
+    from LabelRegLib.slicer.mrml_outputs import MOVING_PARENT_REFERENCE
 
     assert transform.GetNodeReferenceID(MOVING_PARENT_REFERENCE) == parent.GetID()
     assert transform.GetAttribute("LabelReg.MovingParentTransformID") is None

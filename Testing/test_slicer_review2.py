@@ -1,7 +1,7 @@
 """What a second review of the module files against Slicer, CTK and the extension index found (issue 24, 2-11).
 
 Each test names the defect it guards against and fails on the code before the fix. Static checks read the
-module and ``.ui`` files (Qt cannot run here); the rest runs on slicer-core through LabelRegLib/slicer_standalone.py.
+module and ``.ui`` files (Qt cannot run here); the rest runs on slicer-core through LabelRegLib/slicer/standalone.py.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from helpers import REPO, subprocess_env
 
-slicer_standalone = pytest.importorskip("LabelRegLib.slicer_standalone")
+slicer_standalone = pytest.importorskip("LabelRegLib.slicer.standalone")
 LABELREG = REPO / "LabelReg" / "LabelReg.py"
 TRAINING = REPO / "LabelRegTraining" / "LabelRegTraining.py"
 BATCH = REPO / "LabelReg" / "Resources" / "Scripts" / "labelreg_batch.py"
@@ -94,10 +93,11 @@ def test_the_usage_gives_the_batch_scripts_path_in_an_installed_extension():
 
 # ---------------------------------------------------------------- 7. Start and Check data never read images here
 def test_check_data_and_start_read_no_image_in_slicers_process(slicer, scene, tmp_path, monkeypatch):
+    import LabelRegLib.data.cases
+    from LabelRegLib.data.phantom import write_phantom_folder
+    from LabelRegLib.slicer.training_process import TrainingProcess
+
     import LabelRegTraining
-    import LabelRegLib.data
-    from LabelRegLib.phantom import write_phantom_folder
-    from LabelRegLib.training_process import TrainingProcess
 
     write_phantom_folder(tmp_path / "data", n_pairs=3)
     logic = LabelRegTraining.LabelRegTrainingLogic()
@@ -108,9 +108,9 @@ def test_check_data_and_start_read_no_image_in_slicers_process(slicer, scene, tm
     def no_reading(*args, **kwargs):
         raise AssertionError("an image was read in Slicer's process")
 
-    monkeypatch.setattr(LabelRegLib.data, "load_cases", no_reading)
+    monkeypatch.setattr(LabelRegLib.data.cases, "load_cases", no_reading)
     assert logic.checkData(p).startswith("Checking the data")
-    from LabelRegLib.self_tests import wait_for
+    from LabelRegLib.slicer.self_tests import wait_for
 
     assert wait_for(logic, lambda: bool(logic.dataSummary), timeout=120)
     assert logic.dataSummary == expected and "3 usable pair(s)" in expected
@@ -126,18 +126,18 @@ def test_check_data_and_start_read_no_image_in_slicers_process(slicer, scene, tm
 def test_reload_reads_labelreglib_again_and_keeps_the_sessions_training_and_models():
     code = """
         import sys
-        from LabelRegLib import slicer_standalone
+        from LabelRegLib.slicer import standalone as slicer_standalone
         slicer_standalone.install()
         import LabelReg, LabelRegTraining
-        import LabelRegLib.config as old_config
-        from LabelRegLib import session
+        import LabelRegLib.core.config as old_config
+        from LabelRegLib.slicer import session
         training = LabelRegTraining.LabelRegTrainingLogic().training
         catalogue = LabelReg.LabelRegLogic.modelCatalogue()
         catalogue.add(catalogue.bundled.replace("labelreg_localnet.pt", "labelreg_glands.pt"))
         forgotten = session.reload_library()
-        assert "LabelRegLib.config" in forgotten and "LabelRegLib.session" not in forgotten
-        import LabelRegLib.config
-        assert LabelRegLib.config is not old_config, "the edited code is read again"
+        assert "LabelRegLib.core.config" in forgotten and "LabelRegLib.slicer.session" not in forgotten
+        import LabelRegLib.core.config
+        assert LabelRegLib.core.config is not old_config, "the edited code is read again"
         assert LabelRegTraining.LabelRegTrainingLogic().training is training, "the running training is kept"
         renewed = LabelReg.LabelRegLogic.modelCatalogue()
         assert renewed is not catalogue and renewed.extra == catalogue.extra, "the model list is kept"

@@ -6,7 +6,6 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from helpers import REPO
 
 MODULES = ["LabelReg", "LabelRegTraining"]
@@ -148,7 +147,7 @@ def test_production_code_does_not_depend_on_the_test_folder():
 def test_the_alignment_choices_of_the_panel_and_the_batch_script_are_the_engines():
     """The module file and the batch script list the initial alignments literally (they are read before
     LabelRegLib is importable); they must be the engine's."""
-    from LabelRegLib.config import REGISTRATION_ALIGNMENTS
+    from LabelRegLib.core.config import REGISTRATION_ALIGNMENTS
 
     module = (REPO / "LabelReg" / "LabelReg.py").read_text()
     batch = (REPO / "LabelReg" / "Resources" / "Scripts" / "labelreg_batch.py").read_text()

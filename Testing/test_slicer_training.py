@@ -4,14 +4,12 @@ import os
 import signal
 import time
 
-
 import pytest
 import torch
+from LabelRegLib.data.phantom import make_phantom_pair, write_phantom_folder
+from LabelRegLib.slicer.training_panel import can_resume, output_directory
 
-from LabelRegLib.phantom import make_phantom_pair, write_phantom_folder
-from LabelRegLib.training_panel import can_resume, output_directory
-
-slicer_standalone = pytest.importorskip("LabelRegLib.slicer_standalone")
+slicer_standalone = pytest.importorskip("LabelRegLib.slicer.standalone")
 pytestmark = pytest.mark.slow
 
 
@@ -32,7 +30,7 @@ def _parameters(logic, data, model, iterations=40):
 
 
 def _wait(logic, condition, timeout=300):
-    from LabelRegLib.self_tests import wait_for
+    from LabelRegLib.slicer.self_tests import wait_for
 
     return wait_for(logic, condition, timeout)
 
@@ -79,7 +77,7 @@ def test_start_stop_resume_finish_and_register(modules, phantom_folder, tmp_path
         slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLPlotViewNode") == 0
     )  # shown in the layout's plot view, no view of its own
 
-    from LabelRegLib.mrml import update_volume_node
+    from LabelRegLib.slicer.mrml import update_volume_node
 
     pair = make_phantom_pair(1001)
     moving = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MR")
@@ -113,7 +111,7 @@ def test_the_training_survives_the_scene_closing_and_its_table_deleted(modules, 
 
 
 def test_fine_tuning_starts_from_the_chosen_model_with_its_architecture(modules, phantom_folder, tmp_path, request):
-    from LabelRegLib.model_file import read_model_payload
+    from LabelRegLib.nets.model_file import read_model_payload
 
     slicer, LabelReg, LabelRegTraining = modules
     start = LabelReg.LabelRegLogic.modelCatalogue().bundled
@@ -139,7 +137,7 @@ def test_bad_folders_are_reported_before_any_process_starts(modules, tmp_path):
     process = logic.process  # the session's training process (another test's, or none)
     write_phantom_folder(tmp_path / "data", n_pairs=3)
     pair = make_phantom_pair(0)
-    from LabelRegLib.io import write_volume
+    from LabelRegLib.core.io import write_volume
 
     write_volume(
         pair.fixed_labels[:2], tmp_path / "data" / "fixed_labels" / "phantom001.nii.gz"

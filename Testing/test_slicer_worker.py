@@ -15,16 +15,15 @@ import time
 
 import numpy as np
 import pytest
-
 from helpers import REPO, subprocess_env
-from LabelRegLib.phantom import make_phantom_pair
+from LabelRegLib.data.phantom import make_phantom_pair
 
-slicer_standalone = pytest.importorskip("LabelRegLib.slicer_standalone")
+slicer_standalone = pytest.importorskip("LabelRegLib.slicer.standalone")
 posix_only = pytest.mark.skipif(os.name == "nt", reason="the GIL simulation calls the C library's usleep")
 
 
 def _phantom(slicer, seed=1003):
-    from LabelRegLib.mrml import add_phantom_nodes
+    from LabelRegLib.slicer.mrml import add_phantom_nodes
 
     pair = make_phantom_pair(seed)
     moving, fixed, _segmentation = add_phantom_nodes(slicer.mrmlScene, pair)
@@ -52,11 +51,13 @@ def test_live_mode_keeps_its_speed_while_slicer_holds_the_gil(slicer, scene, Lab
     """Frame-to-transform latency with the GIL held between ticks, as in Slicer, against the same run with the
     GIL released: within 3x (the worker thread of the old live mode was 75x slower), and the network never
     runs in this process, in any thread."""
-    import LabelRegLib.registration
+    import LabelRegLib.registration.registrar
 
     ran_here = []
     monkeypatch.setattr(
-        LabelRegLib.registration.Registrar, "register", lambda *a, **k: ran_here.append(threading.current_thread())
+        LabelRegLib.registration.registrar.Registrar,
+        "register",
+        lambda *a, **k: ran_here.append(threading.current_thread()),
     )
     pair, moving, fixed = _phantom(slicer)
     logic = LabelReg.LabelRegLogic()
@@ -85,7 +86,7 @@ def test_live_mode_keeps_its_speed_while_slicer_holds_the_gil(slicer, scene, Lab
 
 
 def test_a_killed_worker_is_one_line_and_the_next_register_works(slicer, scene, LabelReg):
-    from LabelRegLib.worker_client import WorkerError
+    from LabelRegLib.registration.worker_client import WorkerError
 
     pair, moving, fixed = _phantom(slicer)
     logic = LabelReg.LabelRegLogic()
@@ -116,7 +117,7 @@ def test_a_killed_worker_is_one_line_and_the_next_register_works(slicer, scene, 
 
 
 def test_a_bad_input_is_an_error_and_the_worker_goes_on(slicer, scene, LabelReg, tmp_path):
-    from LabelRegLib.errors import ModelFileError
+    from LabelRegLib.core.errors import ModelFileError
 
     _pair, moving, fixed = _phantom(slicer)
     logic = LabelReg.LabelRegLogic()
@@ -134,7 +135,7 @@ def test_no_worker_survives_its_parent():
     code = """
         import sys, time
         sys.path.insert(0, {lib!r})
-        from LabelRegLib.worker_client import RegistrationWorker
+        from LabelRegLib.registration.worker_client import RegistrationWorker
         worker = RegistrationWorker()
         worker.wait(worker.submit({{"op": "load"}}), timeout=120)
         print(worker.process.pid, flush=True)
@@ -157,7 +158,7 @@ def test_no_worker_survives_its_parent():
 
 def test_register_live_updates_and_stop_never_import_torch_into_slicers_process(tmp_path):
     """Everything the panel does goes through the worker: Slicer's process never imports torch."""
-    from LabelRegLib.io import write_volume
+    from LabelRegLib.core.io import write_volume
 
     pair = make_phantom_pair(1001)
     write_volume(pair.moving_image, tmp_path / "mr.nii.gz")
@@ -167,11 +168,11 @@ def test_register_live_updates_and_stop_never_import_torch_into_slicers_process(
         import sys
         sys.path.insert(0, {str(REPO / "LabelReg")!r})
         import numpy as np
-        from LabelRegLib import slicer_standalone
+        from LabelRegLib.slicer import standalone as slicer_standalone
         slicer = slicer_standalone.install()
         import LabelReg
-        from LabelRegLib.io import read_volume
-        from LabelRegLib.mrml import set_segments_from_labelmap, update_volume_node
+        from LabelRegLib.core.io import read_volume
+        from LabelRegLib.slicer.mrml import set_segments_from_labelmap, update_volume_node
 
         scene = slicer.mrmlScene
         moving = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MR")

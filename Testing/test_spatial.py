@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
-from LabelRegLib.metrics import centroid_ras
-from LabelRegLib.spatial import (
+from LabelRegLib.core.metrics import centroid_ras
+from LabelRegLib.core.spatial import (
     affine_warp,
     initial_alignment,
     normalised_affine_to_voxel,

@@ -9,16 +9,15 @@ import time
 
 import pytest
 import torch
-
 from helpers import TINY_NETWORK, labelreg_command, subprocess_env, train_tiny_model
-from LabelRegLib.model_file import read_model_payload
-from LabelRegLib.training_data import split_cases
+from LabelRegLib.nets.model_file import read_model_payload
+from LabelRegLib.training.training_data import split_cases
 
 pytestmark = pytest.mark.slow
 
 
 def test_validation_dice_rises_while_training_on_phantoms(tmp_path):
-    from LabelRegLib.phantom import write_phantom_folder
+    from LabelRegLib.data.phantom import write_phantom_folder
 
     # MR fields of view 8 mm off the gland: a misalignment shared by all pairs, which a few dozen steps can learn
     write_phantom_folder(tmp_path / "data", n_pairs=6, fov_offset_mm=(8.0, 0.0, 0.0))
@@ -150,7 +149,7 @@ def test_sigkill_then_resume_gives_the_same_weights_as_an_uninterrupted_run(phan
 
 def test_a_checkpoint_half_written_at_kill_time_leaves_the_last_good_one(phantom_folder, tmp_path, monkeypatch):
     """Kill while the next checkpoint is being written: the previous one still loads and resumes."""
-    from LabelRegLib import training
+    from LabelRegLib.training import trainer as training
 
     real_save = torch.save
     calls = {"n": 0}
@@ -238,7 +237,8 @@ def test_the_trainer_reads_in_one_sitting():
 
     library = REPO / "LabelReg" / "LabelRegLib"
     names = (
-        "training training_data augmentation weight_averages checkpoint progress model_header distributed validation"
+        "training/trainer training/training_data data/augmentation training/weight_averages training/checkpoint "
+        "training/progress training/model_header training/distributed training/validation"
     )
     for name in names.split():
         source = (library / f"{name}.py").read_text()
@@ -248,7 +248,9 @@ def test_the_trainer_reads_in_one_sitting():
             assert not isinstance(node, ast.ClassDef) or size <= 200, f"{name}.py: class {node.name}"
             assert not isinstance(node, ast.FunctionDef) or size <= 60, f"{name}.py: {node.name}"
     trainer = next(
-        n for n in ast.parse((library / "training.py").read_text()).body if getattr(n, "name", "") == "Trainer"
+        n
+        for n in ast.parse((library / "training" / "trainer.py").read_text()).body
+        if getattr(n, "name", "") == "Trainer"
     )
     methods = {m.name: m for m in trainer.body if isinstance(m, ast.FunctionDef)}
     initialised = ast.unparse(methods.pop("__init__"))

@@ -4,12 +4,11 @@
 import numpy as np
 import pytest
 import torch
-
 from helpers import tiny_trainer, train_tiny_model
-from LabelRegLib.config import TrainConfig
-from LabelRegLib.errors import InputError, ModelFileError
-from LabelRegLib.model_file import read_model_payload
-from LabelRegLib.training import Trainer, learning_rate
+from LabelRegLib.core.config import TrainConfig
+from LabelRegLib.core.errors import InputError, ModelFileError
+from LabelRegLib.nets.model_file import read_model_payload
+from LabelRegLib.training.trainer import Trainer, learning_rate
 
 
 def _loaded_trainer(data_dir, **settings) -> Trainer:
@@ -175,8 +174,8 @@ def test_the_learning_rate_drops_by_the_decay_after_each_milestone_and_the_optim
 
 
 def test_the_segmentation_head_reads_the_localnet_features_on_the_fixed_grid():
-    from LabelRegLib.networks import GlobalNet, LocalNet
-    from LabelRegLib.segmentation_head import GlandSegmentationHead
+    from LabelRegLib.nets.networks import GlobalNet, LocalNet
+    from LabelRegLib.nets.segmentation_head import GlandSegmentationHead
 
     network = LocalNet(num_channel_initial=4, norm="instance")
     head = GlandSegmentationHead(network)

@@ -6,6 +6,10 @@ Analysis 2018. Conventions (docs/design.md, "Conventions"): arrays are indexed
 are RAS millimetres on the fixed grid and map a fixed point ``x`` to the moving
 point ``x + u(x)`` (a resampling transform).
 
+The subpackages are layers; each imports only the ones below it (docs/design.md, "Layers"; checked by
+import-linter, the contract in pyproject.toml): ``cli`` and ``slicer`` on top, then ``evaluation``,
+``training``, ``registration``, ``data``, ``nets``, and ``core`` at the bottom.
+
 Submodules are imported on demand so that ``import LabelRegLib`` stays cheap
 (Slicer imports module files at start-up; torch must not load then).
 """

@@ -1,4 +1,4 @@
-"""Peak memory of one registration against the estimate that LabelRegLib/memory.py refuses by, as a table.
+"""Peak memory of one registration against the estimate that LabelRegLib/core/memory.py refuses by, as a table.
 
     python Testing/Benchmarks/benchmark_memory.py [--model M]
 
@@ -26,9 +26,9 @@ import json, resource, sys, warnings
 warnings.simplefilter("ignore")
 sys.path.insert(0, sys.argv[1])
 from benchmark_registration import synthetic_pair
-from LabelRegLib.memory import registration_bytes
-from LabelRegLib.preprocess import working_geometry
-from LabelRegLib.registration import Registrar
+from LabelRegLib.core.memory import registration_bytes
+from LabelRegLib.data.preprocess import working_geometry
+from LabelRegLib.registration.registrar import Registrar
 side, spacing = int(sys.argv[2]), float(sys.argv[3])
 registrar = Registrar(sys.argv[4] or None, "cpu")
 moving, fixed = synthetic_pair((side,) * 3, spacing, (96,) * 3, 1.0)

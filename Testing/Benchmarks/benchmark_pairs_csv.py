@@ -4,7 +4,7 @@
 
 For each size, a folder with that many MR/US pairs (empty files: only their presence is checked before the
 work) and a CSV naming each pair's two inputs by relative path and two outputs (a transform and a warped image)
-that do not exist yet. Timed: reading the CSV (:func:`LabelRegLib.pairs_csv.read_pairs`) and the checks that
+that do not exist yet. Timed: reading the CSV (:func:`LabelRegLib.core.pairs_csv.read_pairs`) and the checks that
 precede any registration (inputs present; every output against every input and every other output, writable,
 free, and claimed by its lock file). The issue's bar: 10,000 rows in at most 10 s on two cores.
 """
@@ -40,8 +40,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from LabelRegLib.cli.register import check_register_jobs
-    from LabelRegLib.outputs import release_claims
-    from LabelRegLib.pairs_csv import read_pairs
+    from LabelRegLib.core.outputs import release_claims
+    from LabelRegLib.core.pairs_csv import read_pairs
 
     print(f"{'rows':>7} {'read CSV s':>11} {'check s':>8} {'total s':>8}")
     for rows in args.rows:

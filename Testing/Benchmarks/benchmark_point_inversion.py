@@ -7,7 +7,7 @@ well inside the field, and each method maps them back; the error is the distance
 
 - ``InvertDisplacementField`` and ``IterativeInverseDisplacementField`` (SimpleITK) invert the field on its own
   grid, the US's, and then look the inverse up at the MR target;
-- the per-point inverse (LabelRegLib.point_mapping, what ``labelreg map-points --to us`` uses) solves
+- the per-point inverse (LabelRegLib.registration.point_mapping, what ``labelreg map-points --to us`` uses) solves
   ``x + u(x) = y`` for each target by Newton's method.
 
 Two cases: the whole field (with the translation the centres alignment puts between the US and the MR grids), and
@@ -30,9 +30,8 @@ sys.path.insert(0, str(REPO / "LabelReg"))
 def sitk_inverse(displacement, method: str):
     """A function mapping RAS points through SimpleITK's inverse of ``displacement`` (computed on its grid)."""
     import SimpleITK as sitk
-
-    from LabelRegLib.io import to_sitk_image
-    from LabelRegLib.transform_io import FLIP
+    from LabelRegLib.core.sitk_geometry import to_sitk_image
+    from LabelRegLib.core.transform_io import FLIP
 
     field = to_sitk_image((displacement.array * FLIP).astype(np.float64), displacement.ijk_to_ras, is_vector=True)
     if method == "InvertDisplacementField":
@@ -44,9 +43,9 @@ def sitk_inverse(displacement, method: str):
 
 
 def main() -> None:
-    from LabelRegLib.phantom import make_phantom_pair
-    from LabelRegLib.point_mapping import FieldMapper
-    from LabelRegLib.volume import Volume
+    from LabelRegLib.core.volume import Volume
+    from LabelRegLib.data.phantom import make_phantom_pair
+    from LabelRegLib.registration.point_mapping import FieldMapper
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=5)

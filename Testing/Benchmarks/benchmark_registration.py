@@ -46,7 +46,7 @@ def peak_rss_mb() -> float:
 
 
 def synthetic_pair(fixed_shape_ijk, fixed_spacing, moving_shape_ijk, moving_spacing, seed=0):
-    from LabelRegLib.volume import Volume, make_ijk_to_ras
+    from LabelRegLib.core.volume import Volume, make_ijk_to_ras
 
     rng = np.random.default_rng(seed)
     fixed = Volume(
@@ -69,7 +69,7 @@ def time_registration(registrar, moving, fixed, repeats: int) -> float:
 
 
 def speed_table(model, data, repeats):
-    from LabelRegLib.registration import Registrar
+    from LabelRegLib.registration.registrar import Registrar
 
     started = time.perf_counter()
     registrar = Registrar(model, "auto")
@@ -188,8 +188,7 @@ def _median_time(function, repeats):
 def classical_registration(moving, fixed):
     """SimpleITK: centres-aligned start, rigid then B-spline, Mattes MI, 3 levels. Returns the sitk transform."""
     import SimpleITK as sitk
-
-    from LabelRegLib.io import to_sitk_image
+    from LabelRegLib.core.sitk_geometry import to_sitk_image
 
     fixed_image = sitk.Cast(to_sitk_image(fixed.array, fixed.ijk_to_ras), sitk.sitkFloat32)
     moving_image = sitk.Cast(to_sitk_image(moving.array, moving.ijk_to_ras), sitk.sitkFloat32)
@@ -225,11 +224,10 @@ def classical_registration(moving, fixed):
 
 def accuracy_table(registrar, data, max_pairs):
     import SimpleITK as sitk
-
-    from LabelRegLib.data import load_case
-    from LabelRegLib.evaluation import evaluate_case
-    from LabelRegLib.io import from_sitk_image, to_sitk_image
-    from LabelRegLib.metrics import dice, tre_mm
+    from LabelRegLib.core.metrics import dice, tre_mm
+    from LabelRegLib.core.sitk_geometry import from_sitk_image, to_sitk_image
+    from LabelRegLib.data.cases import load_case
+    from LabelRegLib.evaluation.evaluate import evaluate_case
 
     names = registrar.header.get("training", {}).get("validation_cases", [])[:max_pairs]
     if not names or not data:
@@ -307,7 +305,7 @@ def print_table(title, header, rows):
 
 def example_pair(data):
     """The example pair obs000 from the data folder, or a synthetic pair of its size; and its label."""
-    from LabelRegLib.io import read_volume
+    from LabelRegLib.core.io import read_volume
 
     if data and (data / "fixed_images" / "obs000.nii.gz").is_file():
         pair = (
@@ -322,12 +320,13 @@ def example_pair(data):
 
 def live_table(model, data, frames: int, interval_s: float, repeats: int):
     """The LabelReg logic on slicer-core's MRML, registering through its worker process."""
-    from LabelRegLib import slicer_standalone
-    from LabelRegLib.registration import Registrar
+    from LabelRegLib.registration.registrar import Registrar
+    from LabelRegLib.slicer import standalone as slicer_standalone
 
     slicer = slicer_standalone.install()
+    from LabelRegLib.slicer.mrml import update_volume_node
+
     import LabelReg
-    from LabelRegLib.mrml import update_volume_node
 
     (moving, fixed), label = example_pair(data)
     movingNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "MR")
@@ -378,7 +377,7 @@ def live_table(model, data, frames: int, interval_s: float, repeats: int):
 def _live_flood(slicer, logic, nodes, fixed, model, frames, interval_s, hold_gil):
     """A US frame every ``interval_s`` while the main thread runs Slicer's 20 ms timer ticks (holding the GIL
     between them with ``hold_gil``, as Slicer does); returns the live statistics and the seconds it took."""
-    from LabelRegLib.slicer_standalone import run_event_loop
+    from LabelRegLib.slicer.standalone import run_event_loop
 
     movingNode, fixedNode, transform = nodes
     logic.startLiveUpdate(movingNode, fixedNode, transform, modelPath=model)

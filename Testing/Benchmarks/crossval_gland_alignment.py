@@ -30,13 +30,13 @@ sys.path.insert(0, str(REPO / "LabelReg"))
 
 
 def main() -> int:
-    from LabelRegLib.config import GLAND_TRANSFORMS, train_config_from_ini
-    from LabelRegLib.crossval import CrossValidation
-    from LabelRegLib.evaluation import gland_accuracy
-    from LabelRegLib.gland_alignment import glands_initial
-    from LabelRegLib.glands import GlandSegmenter
-    from LabelRegLib.metrics import dice, tre_mm
-    from LabelRegLib.spatial import initial_alignment, resample_volume
+    from LabelRegLib.core.config import GLAND_TRANSFORMS, train_config_from_ini
+    from LabelRegLib.core.metrics import dice, tre_mm
+    from LabelRegLib.core.spatial import initial_alignment, resample_volume
+    from LabelRegLib.evaluation.crossval import CrossValidation
+    from LabelRegLib.evaluation.evaluate import gland_accuracy
+    from LabelRegLib.registration.gland_alignment import glands_initial
+    from LabelRegLib.registration.glands import GlandSegmenter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", help="the cross-validated recipe's first stage (.ini): its data and seed")
@@ -53,8 +53,8 @@ def main() -> int:
     for fold, held_out in enumerate(crossval.folds):
         segmenter = GlandSegmenter(crossval.gland_model(fold), "cpu")
         if args.register:
-            from LabelRegLib.evaluation import evaluate_case
-            from LabelRegLib.registration import Registrar
+            from LabelRegLib.evaluation.evaluate import evaluate_case
+            from LabelRegLib.registration.registrar import Registrar
 
             stages = sorted((Path(args.output) / f"fold{fold}").glob("stage*/model.pt"))
             registrar = Registrar(stages[-1], "cpu", gland_model=crossval.gland_model(fold))

@@ -30,12 +30,12 @@ sys.path.insert(0, str(REPO / "LabelReg"))
 
 
 def main() -> None:
-    from LabelRegLib.data import load_data_folder
-    from LabelRegLib.errors import InputError
-    from LabelRegLib.evaluation import evaluate_case
-    from LabelRegLib.metrics import centroid_ras
-    from LabelRegLib.point_mapping import FieldMapper
-    from LabelRegLib.registration import Registrar
+    from LabelRegLib.core.errors import InputError
+    from LabelRegLib.core.metrics import centroid_ras
+    from LabelRegLib.data.cases import load_data_folder
+    from LabelRegLib.evaluation.evaluate import evaluate_case
+    from LabelRegLib.registration.point_mapping import FieldMapper
+    from LabelRegLib.registration.registrar import Registrar
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mrus-prostate"))

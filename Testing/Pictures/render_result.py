@@ -64,20 +64,21 @@ def main():
     parser.add_argument("--seed", type=int, default=1001)
     args = parser.parse_args()
 
-    from LabelRegLib import slicer_standalone
+    from LabelRegLib.slicer import standalone as slicer_standalone
 
     slicer = slicer_standalone.install()
     colors = slicer.vtkMRMLColorLogic()
     colors.SetMRMLScene(slicer.mrmlScene)
     colors.AddDefaultColorNodes()
+    from LabelRegLib.data.phantom import make_phantom_pair
+    from LabelRegLib.slicer.mrml import add_phantom_nodes, update_volume_node
+
     import LabelReg
-    from LabelRegLib.mrml import add_phantom_nodes, update_volume_node
-    from LabelRegLib.phantom import make_phantom_pair
 
     pair = make_phantom_pair(args.seed)
     moving, fixed, segmentation = add_phantom_nodes(slicer.mrmlScene, pair)
 
-    from LabelRegLib.spatial import initial_alignment, resample_volume
+    from LabelRegLib.core.spatial import initial_alignment, resample_volume
 
     start = initial_alignment(pair.moving_image, pair.fixed_image, "centers")
     before = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "MR gland, centres aligned")

@@ -29,11 +29,10 @@ def main():
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from LabelRegLib.metrics import centroid_ras
-    from LabelRegLib.phantom import make_phantom_pair
-    from LabelRegLib.point_mapping import FieldMapper
-    from LabelRegLib.registration import Registrar
+    from LabelRegLib.core.metrics import centroid_ras
+    from LabelRegLib.data.phantom import make_phantom_pair
+    from LabelRegLib.registration.point_mapping import FieldMapper
+    from LabelRegLib.registration.registrar import Registrar
 
     pair = make_phantom_pair(args.seed)
     result = Registrar(args.model, "cpu").register(pair.moving_image, pair.fixed_image, warn=False)

@@ -5,10 +5,9 @@ import os
 import subprocess
 
 import pytest
-
 from helpers import labelreg_command, subprocess_env
-from LabelRegLib.io import write_volume
-from LabelRegLib.phantom import make_phantom_pair
+from LabelRegLib.core.io import write_volume
+from LabelRegLib.data.phantom import make_phantom_pair
 
 REPETITIONS = 20
 
@@ -46,7 +45,7 @@ def test_two_registrations_into_one_output_never_both_succeed(tmp_path):
 
 def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
     """A run killed with SIGKILL cannot remove its lock file; the next run sees its process gone and goes on."""
-    from LabelRegLib.outputs import check_outputs, release_claims
+    from LabelRegLib.core.outputs import check_outputs, release_claims
 
     finished = subprocess.Popen(["sleep", "0"])
     finished.wait()

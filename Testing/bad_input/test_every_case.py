@@ -22,14 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import snapshot, train_tiny_model
 from LabelRegLib import cli
-from LabelRegLib.glands import DEFAULT_GLAND_MODEL_NAME
-from LabelRegLib.io import write_volume
-from LabelRegLib.model_file import MODELS_DIR, read_model_payload, save_model
-from LabelRegLib.phantom import make_phantom_pair
-from LabelRegLib.volume import Volume, make_ijk_to_ras
+from LabelRegLib.core.io import write_volume
+from LabelRegLib.core.volume import Volume, make_ijk_to_ras
+from LabelRegLib.data.phantom import make_phantom_pair
+from LabelRegLib.nets.model_file import MODELS_DIR, read_model_payload, save_model
+from LabelRegLib.registration.glands import DEFAULT_GLAND_MODEL_NAME
 
 TRAIN = "train --data_dir {data} --output_dir {d}/run --num_channel_initial 4 --minibatch_size 2 --total_iterations 2"
 REGISTER = "register --moving {d}/mr.nii.gz --fixed {d}/us.nii.gz --model {d}/model.pt"
@@ -66,7 +65,7 @@ def _image(d: Path, name: str, array, spacing_mm=1.0) -> None:
 
 def _model_with(d: Path, **header_changes) -> None:
     """``crafted.pt``: the tiny model with a changed header, its checksum valid (what a careless tool might write)."""
-    from LabelRegLib.model_file import build_from_header
+    from LabelRegLib.nets.model_file import build_from_header
 
     header, state = read_model_payload(d / "model.pt")
     network = build_from_header(header)
@@ -407,9 +406,9 @@ def test_a_bad_input_is_refused_in_one_line_and_changes_nothing(
 
 
 def test_a_registration_this_machine_has_no_memory_for_is_refused_naming_the_size(workspace, monkeypatch):
-    """The 512-cube US case, shrunk: the estimate (LabelRegLib/memory.py; its benchmark compares it with the
+    """The 512-cube US case, shrunk: the estimate (LabelRegLib/core/memory.py; its benchmark compares it with the
     measured peak) against a machine that has 0.5 GiB available."""
-    monkeypatch.setattr("LabelRegLib.memory.available_ram_bytes", lambda: 2**29)
+    monkeypatch.setattr("LabelRegLib.core.memory.available_ram_bytes", lambda: 2**29)
     d = workspace
     before = snapshot(d)
     err = io.StringIO()

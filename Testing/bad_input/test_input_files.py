@@ -3,11 +3,10 @@
 import nibabel as nib
 import numpy as np
 import pytest
-
-from LabelRegLib.data import load_case
-from LabelRegLib.errors import InputError
-from LabelRegLib.io import read_labels, read_volume, write_volume
-from LabelRegLib.volume import Volume
+from LabelRegLib.core.errors import InputError
+from LabelRegLib.core.io import read_labels, read_volume, write_volume
+from LabelRegLib.core.volume import Volume
+from LabelRegLib.data.cases import load_case
 
 
 def _write(path, array, affine=np.eye(4)):

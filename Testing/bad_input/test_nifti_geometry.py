@@ -8,10 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from helpers import REPO, run_labelreg, subprocess_env
-from LabelRegLib.io import read_volume, write_volume
-from LabelRegLib.phantom import make_phantom_pair
+from LabelRegLib.core.io import read_volume, write_volume
+from LabelRegLib.data.phantom import make_phantom_pair
 
 SHIFT_MM = np.array([30.0, -20.0, 10.0])
 

@@ -13,10 +13,9 @@ import time
 
 import numpy as np
 import pytest
-
 from helpers import REPO, TINY_NETWORK, labelreg_command, run_labelreg, snapshot, subprocess_env
-from LabelRegLib.io import write_volume
-from LabelRegLib.phantom import make_phantom_pair
+from LabelRegLib.core.io import write_volume
+from LabelRegLib.data.phantom import make_phantom_pair
 
 
 @pytest.fixture
@@ -161,7 +160,7 @@ def test_sigterm_ends_the_batch_script_in_one_line_with_130_and_no_partial_file(
     written = sorted(d.glob("t*.h5"))
     assert 1 <= len(written) < 40
     assert not [p for p in d.iterdir() if p.name.startswith(".")]  # no temporary file, no lock file left
-    from LabelRegLib.transform_io import read_displacement
+    from LabelRegLib.core.transform_io import read_displacement
 
     for path in written:  # each complete
         read_displacement(path)

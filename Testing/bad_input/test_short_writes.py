@@ -13,7 +13,6 @@ import sys
 import textwrap
 
 import pytest
-
 from helpers import REPO, subprocess_env
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
@@ -41,13 +40,13 @@ def test_every_writer_fails_in_one_line_and_keeps_the_old_file_when_the_disk_is_
         from pathlib import Path
         sys.path.insert(0, {str(REPO / "LabelReg")!r})
         import numpy as np
-        from LabelRegLib.errors import LabelRegError
-        from LabelRegLib.evaluation import write_metrics_csv
-        from LabelRegLib.io import write_volume
-        from LabelRegLib.model_file import load_model, save_model
-        from LabelRegLib.point_files import read_points, write_points
-        from LabelRegLib.transform_io import write_displacement
-        from LabelRegLib.volume import Volume
+        from LabelRegLib.core.errors import LabelRegError
+        from LabelRegLib.evaluation.evaluate import write_metrics_csv
+        from LabelRegLib.core.io import write_volume
+        from LabelRegLib.nets.model_file import load_model, save_model
+        from LabelRegLib.core.point_files import read_points, write_points
+        from LabelRegLib.core.transform_io import write_displacement
+        from LabelRegLib.core.volume import Volume
 
         rng = np.random.default_rng(0)
         noise = Volume(rng.random((40, 40, 40), dtype=np.float32), np.eye(4), "noise")  # incompressible
@@ -80,7 +79,7 @@ def test_every_writer_fails_in_one_line_and_keeps_the_old_file_when_the_disk_is_
 
 
 def test_overwrite_keeps_the_files_mode(tmp_path):
-    from LabelRegLib.io import write_text
+    from LabelRegLib.core.writes import write_text
 
     (tmp_path / "table.csv").write_text("old\n")
     os.chmod(tmp_path / "table.csv", 0o600)
@@ -90,10 +89,9 @@ def test_overwrite_keeps_the_files_mode(tmp_path):
 
 def test_split_file_formats_are_refused_as_outputs(tmp_path):
     import numpy as np
-
-    from LabelRegLib.errors import InputError
-    from LabelRegLib.io import write_volume
-    from LabelRegLib.volume import Volume
+    from LabelRegLib.core.errors import InputError
+    from LabelRegLib.core.io import write_volume
+    from LabelRegLib.core.volume import Volume
 
     for suffix in (".mhd", ".nhdr"):
         with pytest.raises(InputError, match="write one of .nii, .nii.gz, .nrrd, .mha"):
@@ -105,8 +103,8 @@ def test_split_file_formats_are_refused_as_outputs(tmp_path):
 def test_the_batch_script_writes_through_slicer_and_verifies_too(tmp_path):
     """The batch script's outputs (written by Slicer's storage nodes, ITK inside) under the same file-size limit:
     each is refused in one line, the old file stays, nothing is left, and the process ends normally."""
-    from LabelRegLib.io import write_volume
-    from LabelRegLib.phantom import make_phantom_pair
+    from LabelRegLib.core.io import write_volume
+    from LabelRegLib.data.phantom import make_phantom_pair
 
     pair = make_phantom_pair(1001)
     write_volume(pair.moving_image, tmp_path / "mr.nii.gz")

@@ -42,8 +42,8 @@ SMOKE = {"total_iterations": "2", "num_channel_initial": "4", "minibatch_size": 
 
 def stages(data: str, smoke: bool) -> list:
     """The recipe's four stages on ``data`` (shortened to a few tiny steps with ``smoke``)."""
-    from LabelRegLib.config import TrainConfig, config_from
-    from LabelRegLib.model_file import MODELS_DIR
+    from LabelRegLib.core.config import TrainConfig, config_from
+    from LabelRegLib.nets.model_file import MODELS_DIR
 
     flags = {f.name: None for f in fields(TrainConfig)}
     flags.update(data_dir=data, device="auto", initial_model="", **(SMOKE if smoke else {}))
@@ -51,7 +51,7 @@ def stages(data: str, smoke: bool) -> list:
 
 
 def crossvalidation(data: str, smoke: bool, output: Path):
-    from LabelRegLib.crossval import CrossValidation
+    from LabelRegLib.evaluation.crossval import CrossValidation
 
     return CrossValidation(
         stages(data, smoke), FOLDS, output / "cv", resume=True, log=lambda line: print(line, flush=True)
@@ -62,7 +62,7 @@ def train_final(data: str, smoke: bool, output: Path) -> None:
     """The recipe on every pair: each stage starts from the previous stage's model (resumable)."""
     from dataclasses import replace
 
-    from LabelRegLib.training import Trainer
+    from LabelRegLib.training.trainer import Trainer
 
     for n, stage in enumerate(stages(data, smoke)):
         folder = output / "final" / f"stage{n}"
@@ -78,9 +78,9 @@ def train_final(data: str, smoke: bool, output: Path) -> None:
 def benchmark(data: str, output: Path) -> str:
     """Registrations per second at the example size (the first pair of ``data``; default pipeline, model loaded)
     and training steps per second (the recipe's first stage, its batch and grid)."""
-    from LabelRegLib.data import load_data_folder
-    from LabelRegLib.registration import Registrar
-    from LabelRegLib.training import Trainer
+    from LabelRegLib.data.cases import load_data_folder
+    from LabelRegLib.registration.registrar import Registrar
+    from LabelRegLib.training.trainer import Trainer
 
     case = load_data_folder(data)[0]
     registrar = Registrar(None, "auto")
@@ -143,7 +143,7 @@ def main() -> int:
             crossvalidation(args.data, args.smoke, args.output).train_fold(int(args.task[len("fold") :]))
         return 0
     if args.smoke:
-        from LabelRegLib.phantom import write_phantom_folder
+        from LabelRegLib.data.phantom import write_phantom_folder
 
         args.data = str(args.output / "phantoms")
         if not Path(args.data).is_dir():

@@ -12,7 +12,7 @@ import sys
 import threading
 import warnings
 
-from ..errors import LabelRegError
+from ..core.errors import LabelRegError
 from . import crossval, demo, evaluate, info, map_points, register, train, train_glands
 
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         print(f"labelreg {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
-        from ..outputs import release_claims
+        from ..core.outputs import release_claims
 
         release_claims()  # the outputs this command claimed (their lock files)
         warnings.showwarning = show

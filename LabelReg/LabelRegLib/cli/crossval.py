@@ -1,4 +1,4 @@
-"""``labelreg crossval``: K-fold cross-validation of a training recipe (:mod:`LabelRegLib.crossval`)."""
+"""``labelreg crossval``: K-fold cross-validation of a training recipe (:mod:`LabelRegLib.evaluation.crossval`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .reports import FOLD_MEDIANS, medians, print_before_after
 
 
 def add_parser(commands):
-    from ..config import add_arguments
+    from ..core.config import add_arguments
 
     parser = commands.add_parser(
         "crossval",
@@ -34,8 +34,8 @@ def add_parser(commands):
 
 
 def run_crossval(args) -> int:
-    from ..config import TrainConfig, config_from
-    from ..crossval import CrossValidation
+    from ..core.config import TrainConfig, config_from
+    from ..evaluation.crossval import CrossValidation
 
     flags = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     stages = [config_from(ini, flags) for ini in args.configs]

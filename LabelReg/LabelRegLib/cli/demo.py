@@ -6,7 +6,6 @@ from pathlib import Path
 
 from .reports import check_report_folder, medians, pictures_wanted, print_before_after
 
-
 DEMO_SEEDS = (1001, 1002, 1003)  # phantom seeds kept out of every training set
 
 
@@ -24,10 +23,10 @@ def add_parser(commands):
 
 
 def run_demo(args) -> int:
-    from ..data import Case
-    from ..evaluation import evaluate_cases, report_files
-    from ..phantom import make_phantom_pair
-    from ..registration import Registrar
+    from ..data.cases import Case
+    from ..data.phantom import make_phantom_pair
+    from ..evaluation.evaluate import evaluate_cases, report_files
+    from ..registration.registrar import Registrar
 
     cases = []
     for seed in DEMO_SEEDS:

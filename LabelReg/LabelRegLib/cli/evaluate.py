@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import LabelRegError
+from ..core.errors import LabelRegError
 from .options import add_alignment_options, add_mirror_option, passes_type
 from .reports import check_report_folder, pictures_wanted
 
@@ -29,9 +29,9 @@ def add_parser(commands):
 def run_evaluate(args) -> int:
     import json
 
-    from ..data import load_data_folder
-    from ..evaluation import evaluate_cases, report_files
-    from ..registration import Registrar
+    from ..data.cases import load_data_folder
+    from ..evaluation.evaluate import evaluate_cases, report_files
+    from ..registration.registrar import Registrar
 
     check_report_folder(args.output, report_files([]), args.overwrite)  # before the data is read
     cases = load_data_folder(args.data_dir)

@@ -12,8 +12,8 @@ def add_parser(commands):
 def run_info(args) -> int:
     import json
 
-    from ..device import available_devices
-    from ..model_file import default_model_path, read_model_header
+    from ..core.device import available_devices
+    from ..nets.model_file import default_model_path, read_model_header
 
     path = args.model or default_model_path()
     print(json.dumps({"model": str(path), "devices": available_devices(), "header": read_model_header(path)}, indent=2))

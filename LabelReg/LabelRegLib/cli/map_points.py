@@ -22,10 +22,10 @@ def add_parser(commands):
 
 
 def run_map_points(args) -> int:
-    from ..io import file_suffix
-    from ..outputs import check_outputs
-    from ..point_mapping import map_point_file
-    from ..transform_io import read_displacement
+    from ..core.outputs import check_outputs
+    from ..core.paths import file_suffix
+    from ..core.transform_io import read_displacement
+    from ..registration.point_mapping import map_point_file
 
     inputs = {"--transform": args.transform, "--points": args.points}
     check_outputs({"--output": args.output}, inputs, args.overwrite, {"--output": (file_suffix(args.points),)})

@@ -7,7 +7,7 @@ import argparse
 
 
 def add_alignment_options(parser) -> None:
-    from ..config import REGISTRATION_ALIGNMENTS
+    from ..core.config import REGISTRATION_ALIGNMENTS
 
     parser.add_argument(
         "--init",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import LabelRegError
+from ..core.errors import LabelRegError
 from .options import add_alignment_options, add_mirror_option
 from .register_jobs import register_jobs
 
@@ -57,9 +57,9 @@ def add_parser(commands):
 
 def check_register_jobs(jobs: list, model: str | None, overwrite: bool, source: str | None = None) -> None:
     """Every job's outputs checked against every input, every other output and the disk, before any work."""
-    from ..io import file_suffix
-    from ..outputs import check_rows
-    from ..pairs_csv import COMMAND_LINE_COLUMNS, columns_of
+    from ..core.outputs import check_rows
+    from ..core.pairs_csv import COMMAND_LINE_COLUMNS, columns_of
+    from ..core.paths import file_suffix
 
     inputs, outputs = columns_of(COMMAND_LINE_COLUMNS)
     for n, job in jobs:
@@ -80,7 +80,7 @@ def _gland_outputs(jobs: list, folder: str | None) -> list:
     """The jobs with ``moving_gland`` and ``fixed_gland`` filled from ``--output-glands DIR`` where not given."""
     if not folder:
         return jobs
-    from ..io import strip_suffix
+    from ..core.paths import strip_suffix
 
     def named(path: str, modality: str) -> str:
         return str(Path(folder) / f"{Path(strip_suffix(path)).name}_{modality}_gland.nii.gz")
@@ -99,17 +99,17 @@ def _gland_outputs(jobs: list, folder: str | None) -> list:
 
 
 def run_register(args) -> int:
-    from ..registration import Registrar
+    from ..registration.registrar import Registrar
 
     _refuse_mixed_sources(args)
     if args.config:
         return _register_from_ini(args)
     if args.pairs:
-        from ..pairs_csv import read_pairs
+        from ..core.pairs_csv import read_pairs
 
         jobs = read_pairs(args.pairs)
     elif args.moving and args.fixed:
-        from ..pairs_csv import COMMAND_LINE_COLUMNS
+        from ..core.pairs_csv import COMMAND_LINE_COLUMNS
 
         jobs = [(1, {key: getattr(args, key, None) for key in COMMAND_LINE_COLUMNS})]
     else:
@@ -117,7 +117,7 @@ def run_register(args) -> int:
     jobs = _gland_outputs(jobs, args.output_glands)
     check_register_jobs(jobs, args.model, args.overwrite, source=args.pairs)
     if args.report:
-        from ..outputs import check_outputs
+        from ..core.outputs import check_outputs
 
         check_outputs({"--report": args.report}, {"--pairs": args.pairs}, args.overwrite, {"--report": (".csv",)})
     registrar = Registrar(args.model, args.device, args.mirror, args.gland_model)
@@ -127,7 +127,7 @@ def run_register(args) -> int:
 def _refuse_mixed_sources(args) -> None:
     """The pairs come from one place: CONFIG.ini, --pairs, or the single-pair options; given together, one would be
     silently ignored."""
-    from ..pairs_csv import COMMAND_LINE_COLUMNS
+    from ..core.pairs_csv import COMMAND_LINE_COLUMNS
 
     single = [f"--{key.replace('_', '-')}" for key in COMMAND_LINE_COLUMNS if getattr(args, key, None)]
     if args.config and (args.pairs or single):
@@ -142,9 +142,9 @@ def _refuse_mixed_sources(args) -> None:
 
 def _register_from_ini(args) -> int:
     """The original tutorial's inference: every pair of the [Inference] folders; DDF, warped image and labels into dir_save."""
-    from ..config import inference_settings_from_ini
-    from ..data import resolve_folders, scan_case_files, DataError
-    from ..registration import Registrar
+    from ..core.config import inference_settings_from_ini
+    from ..data.cases import DataError, resolve_folders, scan_case_files
+    from ..registration.registrar import Registrar
 
     settings = inference_settings_from_ini(args.config)
     folders = resolve_folders(

@@ -7,23 +7,23 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import LabelRegError
+from ..core.errors import LabelRegError
 
 
 def write_gland(gland, image, path) -> None:
     """A predicted gland as a label map (0/1) on ``image``'s own grid."""
     import numpy as np
 
-    from ..io import write_volume
-    from ..spatial import resample_volume
+    from ..core.io import write_volume
+    from ..core.spatial import resample_volume
 
     on_grid = resample_volume(gland.probability, image.shape, image.ijk_to_ras)
     write_volume(on_grid.with_array((on_grid.array > 0.5).astype(np.uint8)), path)
 
 
 def register_one(registrar, job: dict, alignment):
-    from ..io import read_labels, read_volume, write_volume
-    from ..transform_io import write_displacement
+    from ..core.io import read_labels, read_volume, write_volume
+    from ..core.transform_io import write_displacement
 
     # named by their files, so that what the registration refuses (no content, too small, too large) names the file
     moving, fixed = (replace(read_volume(job[role]), name=str(job[role])) for role in ("moving", "fixed"))
@@ -46,7 +46,7 @@ def register_one(registrar, job: dict, alignment):
         if job.get(column):
             write_gland(gland, image, job[column])
     if job.get("moving_points"):
-        from ..point_mapping import map_point_file
+        from ..registration.point_mapping import map_point_file
 
         _points, _mapped, residual_mm = map_point_file(
             result.displacement, job["moving_points"], job["points_on_fixed"]
@@ -89,8 +89,8 @@ def register_jobs(
     if failures:
         print(f"labelreg register: {len(failures)} of {len(jobs)} pairs failed", file=sys.stderr)
     if report and rows:
-        from ..evaluation import write_metrics_csv
-        from ..quality import QUALITY_COLUMNS
+        from ..evaluation.evaluate import write_metrics_csv
+        from ..registration.quality import QUALITY_COLUMNS
 
         write_metrics_csv(rows, Path(report), [*REPORT_COLUMNS, *(QUALITY_COLUMNS if registrar.glands else ())])
     return 1 if failures else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import LabelRegError
+from ..core.errors import LabelRegError
 
 
 def pictures_wanted(command: str, wanted: bool = True) -> bool:
@@ -25,7 +25,7 @@ def check_report_folder(folder: str, names: list[str], overwrite: bool, own: str
     """``evaluate``'s and ``demo``'s ``--output``: a folder LabelReg can write, whose files ``names`` are replaced only
     with ``overwrite``; with ``own`` (the demo), the files are that command's to replace, but a folder holding anything
     else (another command's outputs) is refused without ``overwrite``. Checked before any work."""
-    from ..outputs import check_output_folder, check_outputs
+    from ..core.outputs import check_output_folder, check_outputs
 
     folder = check_output_folder("--output", folder)
     if own and folder.is_dir() and not overwrite:

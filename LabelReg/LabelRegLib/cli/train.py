@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from ..errors import LabelRegError
+from ..core.errors import LabelRegError
 
 
 def add_parser(commands):
-    from ..config import add_arguments
+    from ..core.config import add_arguments
 
     parser = commands.add_parser(
         "train",
@@ -41,22 +41,22 @@ def add_parser(commands):
 
 
 def train_config(args):
-    """The validated :class:`~LabelRegLib.config.TrainConfig` of parsed ``labelreg train`` arguments: CONFIG.ini, then the flags."""
-    from ..config import TrainConfig, config_from
+    """The validated :class:`~LabelRegLib.core.config.TrainConfig` of parsed ``labelreg train`` arguments: CONFIG.ini, then the flags."""
+    from ..core.config import TrainConfig, config_from
 
     return config_from(args.config, {f.name: getattr(args, f.name) for f in fields(TrainConfig)})
 
 
 def run_train(args) -> int:
-    from ..outputs import run_folder
-    from ..training import Trainer
+    from ..core.outputs import run_folder
+    from ..training.trainer import Trainer
 
     config = train_config(args)
     if not (config.data_dir or config.dir_moving_image):
         raise LabelRegError("no training data: give CONFIG.ini with a [Data] section, or --data_dir")
     run_folder(config, args.resume, args.overwrite)  # outputs refused before the data is read
     if args.exit_with_parent is not None:
-        from ..training_process import watch_parent
+        from ..core.processes import watch_parent
 
         watch_parent(args.exit_with_parent)
     model = Trainer(config, progress_json=args.progress_json, overwrite=args.overwrite).run(resume=args.resume)

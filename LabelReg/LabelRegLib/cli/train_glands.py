@@ -9,7 +9,7 @@ from .options import fraction
 
 
 def add_parser(commands):
-    from ..config import GlandSettings
+    from ..core.config import GlandSettings
 
     parser = commands.add_parser(
         "train-glands",
@@ -41,10 +41,11 @@ def add_parser(commands):
 
 
 def run_train_glands(args) -> int:
-    from ..config import GlandSettings, parse_value
-    from ..data import load_data_folder
-    from ..gland_training import GlandTrainer
-    from ..outputs import check_outputs
+    from ..core.config import GlandSettings
+    from ..core.outputs import check_outputs
+    from ..core.settings import parse_value
+    from ..data.cases import load_data_folder
+    from ..training.gland_training import GlandTrainer
 
     check_outputs({"--output": args.output}, overwrite=args.overwrite, suffixes={"--output": (".pt",)})
     settings = GlandSettings()  # the defaults, then the flags given: parsed and checked by the settings' schema

@@ -1,7 +1,7 @@
 """Training settings: one schema for the ``.ini`` files, the ``labelreg train`` flags and the model header.
 
-Every setting is a field of :class:`TrainConfig` whose metadata holds its
-``.ini`` section, its help text, its unit and what values it allows. Everything
+Every setting is a field of :class:`TrainConfig` (declared with :func:`.settings.setting`) whose metadata holds
+its ``.ini`` section, its help text, its unit and what values it allows. Everything
 else is generated from that: the sections and keys :func:`train_config_from_ini`
 reads and :func:`write_ini` writes, the ``labelreg train`` flags and their
 ``--help`` (:func:`add_arguments`), the checks of :meth:`TrainConfig.validate`,
@@ -22,14 +22,13 @@ LabelReg's own settings live in the same four sections.
 
 from __future__ import annotations
 
-import ast
 import configparser
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .device import DEVICE_CHOICES
 from .errors import InputError
+from .settings import parse_value, setting, validate_settings
 
 # Allowed values, defined here once (the modules that implement them import these).
 NETWORK_TYPES = ("local", "global", "composite")
@@ -46,7 +45,7 @@ GLAND_TRANSFORMS = ("translation", "rigid", "similarity")  # how the glands alig
 LABEL_SAMPLING = ("one", "all")
 FLIP_AXES = "ijk"
 SECTION_NAMES = ("Data", "Network", "Loss", "Train")
-# the data folders of a case layout (data.py) and the tutorial's [Data] keys naming each
+# the data folders of a case layout (data/cases.py) and the tutorial's [Data] keys naming each
 FOLDER_KEYS = {
     "moving_images": "dir_moving_image",
     "fixed_images": "dir_fixed_image",
@@ -61,45 +60,14 @@ INFERENCE_KEYS = (
     "dir_moving_label",
     "dir_fixed_label",
 )
-BOOLEAN_TEXT = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
-def setting(
-    default,
-    section: str,
-    help: str,
-    unit: str = "",
-    choices: tuple = (),
-    minimum: float | None = None,
-    maximum: float | None = None,
-    record: bool = True,
-    empty: bool = True,
-):
-    """A :class:`TrainConfig` field: its default, ``.ini`` section, help text, unit and allowed values.
+def _device_problem(name: str) -> str:
+    return "" if name.split(":")[0] in DEVICE_CHOICES else f"allowed: {', '.join(DEVICE_CHOICES)} or cuda:N"
 
-    Args:
-        default: the value when neither the ``.ini`` file nor a flag sets it.
-        section: the ``.ini`` section (one of :data:`SECTION_NAMES`).
-        help: what the setting does, as ``labelreg train --help`` shows it.
-        unit: the unit of a number (``mm``, ``steps``, ``voxels``), shown in the help.
-        choices: the allowed values of a text setting (empty: any text).
-        minimum, maximum: the allowed range of a number (each end included).
-        record: whether the model header's training record keeps it (paths and output frequencies do not).
-        empty: whether a list setting may be empty.
-    """
-    metadata = {
-        "section": section,
-        "help": help,
-        "unit": unit,
-        "choices": tuple(choices),
-        "minimum": minimum,
-        "maximum": maximum,
-        "record": record,
-        "empty": empty,
-    }
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
+
+def _flip_axes_problem(axes: str) -> str:
+    return "allowed: the letters i, j and k" if set(axes) - set(FLIP_AXES) else ""
 
 
 @dataclass
@@ -138,7 +106,8 @@ class TrainConfig:
     model_float16: bool = setting(False, "Train", "store the final model's weights as float16 (half the file; loaded as float32)")
     output_dir: str = setting("labelreg-run", "Train", "folder for checkpoint, metrics.csv, curves.png, config.ini", record=False)
     validation_fraction: float = setting(0.1, "Train", "share of the pairs held out for validation", minimum=0.0, maximum=0.9)
-    device: str = setting("auto", "Train", f"compute device: {', '.join(DEVICE_CHOICES)} or cuda:N", record=False)
+    device: str = setting("auto", "Train", f"compute device: {', '.join(DEVICE_CHOICES)} or cuda:N", record=False,
+                          check=_device_problem)
     initial_alignment: str = setting("centers", "Train", "alignment before the network (glands: the predicted MR gland onto the predicted US gland)",
                                      choices=ALIGNMENT_MODES)
     # translation: the best held-out start of the three (Testing/Benchmarks/crossval_gland_alignment.py, labelreg_glands.md)
@@ -151,7 +120,7 @@ class TrainConfig:
     fixed_translation_mm: float = setting(0.0, "Train", "random shift of the fixed side within its field of view, uniform in +-V per axis (0 = off)",
                                           unit="mm", minimum=0.0, maximum=200.0)
     flip_axes: str = setting("", "Train", "working-grid axes (letters i, j, k) along which a whole pair is mirrored with probability 1/2, "
-                                          "e.g. 'j' (the pair's left-right axis)")
+                                          "e.g. 'j' (the pair's left-right axis)", check=_flip_axes_problem)
     intensity_gamma: float = setting(0.0, "Train", "random gamma: standard deviation of log(gamma) (0 = off)", minimum=0.0, maximum=5.0)
     label_sampling: str = setting("one", "Train", "landmarks per pair and step: one (the original) or all", choices=LABEL_SAMPLING)
     phantom_pairs: int = setting(0, "Train", "synthetic phantom pairs added to the training share (never to validation)", minimum=0, maximum=10000)
@@ -183,76 +152,9 @@ class TrainConfig:
         return validate_settings(self, source)
 
 
-def validate_settings(settings, source: str):
-    """Check every field of a settings dataclass (:class:`TrainConfig`, :class:`GlandSettings`) against its
-    metadata; raises :class:`InputError` naming ``source``, the key, the value and what is allowed."""
-    for f in fields(settings):
-        problem = setting_problem(getattr(settings, f.name), f)
-        if problem:
-            raise InputError(source, f"{f.name} = {getattr(settings, f.name)!r}: {problem}")
-    return settings
-
-
-def setting_problem(value, f) -> str:
-    """What is wrong with ``value`` for the field ``f`` ("" when nothing)."""
-    meta, kind = f.metadata, f.type
-    low, high = meta["minimum"], meta["maximum"]
-    numbers = value if kind == "list" else [value]
-    if kind == "bool":
-        return "" if isinstance(value, bool) else "must be true or false"
-    if kind == "list" and not (
-        isinstance(value, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in value)
-    ):
-        return "must be a list of whole numbers, e.g. [0, 1, 2]"
-    if kind == "list" and not value and not meta["empty"]:
-        return "must name at least one, e.g. [0, 1, 2]"
-    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-        return "must be a whole number"
-    if kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
-        return "must be a finite number"
-    if kind == "str" and not isinstance(value, str):
-        return "must be text"
-    if meta["choices"] and value not in meta["choices"]:
-        return f"allowed: {', '.join(meta['choices'])}"
-    if f.name == "device" and value.split(":")[0] not in DEVICE_CHOICES:
-        return f"allowed: {', '.join(DEVICE_CHOICES)} or cuda:N"
-    if f.name == "flip_axes" and set(value) - set(FLIP_AXES):
-        return "allowed: the letters i, j and k"
-    if low is not None and any(n < low or n > high for n in numbers):
-        return f"allowed: {low:g} to {high:g}" + (f" {meta['unit']}" if meta["unit"] else "")
-    return ""
-
-
 def sections() -> dict:
     """``.ini`` section -> its keys, in the order of :class:`TrainConfig`."""
     return {name: [f.name for f in fields(TrainConfig) if f.metadata["section"] == name] for name in SECTION_NAMES}
-
-
-def parse_value(text: str, f, source: str = "the command line"):
-    """Convert ``.ini`` or flag text to the type of the field ``f`` (lists as ``[0, 1, 2]``, booleans as true/false)."""
-    text, kind = text.strip(), f.type
-    try:
-        if kind == "bool":
-            return BOOLEAN_TEXT[text.lower()]
-        if kind == "int":
-            number = float(text)
-            if not number.is_integer():
-                raise ValueError
-            return int(number)
-        if kind == "float":
-            return float(text)
-        if kind == "list":
-            value = ast.literal_eval(text) if text else []
-            return list(value) if isinstance(value, (list, tuple)) else [value]
-    except (KeyError, ValueError, SyntaxError, TypeError):
-        allowed = {
-            "bool": "true or false",
-            "int": "a whole number",
-            "float": "a number",
-            "list": "a list such as [0, 1, 2]",
-        }[kind]
-        raise InputError(source, f"{f.name} = {text!r}: cannot be read; allowed: {allowed}") from None
-    return text
 
 
 def add_arguments(parser) -> None:
@@ -343,7 +245,7 @@ def write_ini(config: TrainConfig, path: str | Path) -> None:
     """Write the resolved configuration in its sections (readable by :func:`train_config_from_ini`)."""
     import io
 
-    from .io import write_text
+    from .writes import write_text
 
     parser = configparser.ConfigParser()
     values = config.to_dict()

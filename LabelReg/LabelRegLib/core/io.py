@@ -6,91 +6,31 @@ NIfTI standard says, and keeps a sheared or oblique affine exactly). NRRD and
 MetaImage files go through SimpleITK, whose geometry is LPS: RAS = diag(-1, -1, 1)
 LPS. Arrays leave this module indexed ``[k, j, i]``.
 
-Every write goes to a temporary file beside the target and is renamed into
-place, so an interrupted or failed write never leaves a half-written file.
+Every write goes through :func:`.writes.atomic_output` (a temporary file beside the target, read back, then
+renamed into place), so an interrupted or failed write never leaves a half-written file; the suffixes are
+:mod:`.paths`'.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
+from .paths import (
+    NIFTI_SUFFIXES,
+    OUTPUT_VOLUME_SUFFIXES,
+    VOLUME_SUFFIXES,
+    file_suffix,
+    is_volume_file,
+    missing_file_problem,
+    name_problem,
+    strip_suffix,
+)
+from .sitk_geometry import sitk_ijk_to_ras, to_sitk_image
 from .volume import Volume, check_volume
-
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
-VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
-# what LabelReg writes: one file each (a .mhd / .nhdr header names a second, data file, which a write through a
-# temporary name and a rename would leave under the temporary name)
-OUTPUT_VOLUME_SUFFIXES = NIFTI_SUFFIXES + (".nrrd", ".mha")
-
-
-def file_suffix(path: str | Path) -> str:
-    """The format suffix of a path, with double suffixes such as ``.nii.gz`` and ``.seg.nrrd`` kept whole."""
-    name = Path(path).name.lower()
-    for suffix in (".nii.gz", ".seg.nrrd", ".mrk.json") + VOLUME_SUFFIXES + (".h5", ".hdf5", ".tfm", ".txt"):
-        if name.endswith(suffix):
-            return suffix
-    return Path(path).suffix.lower()
-
-
-def strip_suffix(path: str | Path) -> str:
-    """The file name without its (possibly double) format suffix: the case name."""
-    name = Path(path).name
-    return name[: len(name) - len(file_suffix(name))]
-
-
-def is_volume_file(path: str | Path) -> bool:
-    return file_suffix(path) in VOLUME_SUFFIXES + (".seg.nrrd",)
-
-
-def missing_file_problem(path: str | Path, kind: str = "file") -> str:
-    """Why ``path`` is not a ``kind`` that can be read, in the user's words ("" when it is a regular file): not
-    found, a link that leads nowhere, a folder, or a FIFO, device or socket (whose read would block or never end)."""
-    path = Path(path)
-    try:
-        if path.is_file():
-            return ""
-        if path.is_dir():
-            return f"is a folder, not a {kind}"
-        if path.exists():
-            return f"is not a regular file (a FIFO, device or socket), not a {kind}"
-        if os.path.islink(path):
-            return "is a symbolic link that leads nowhere (a loop, or its target is gone)"
-    except OSError as error:  # a name too long, a loop the platform reports as an error
-        return f"cannot be opened ({error.strerror or error})"
-    return f"{kind} not found"
-
-
-NAME_ADDED_BYTES = 16  # what LabelReg adds to an output's name for its lock file (".<name>.labelreg-lock")
-
-
-def name_problem(path: str | Path, output: bool = False) -> str:
-    """Why ``path``'s name cannot be used ("" when it can): bytes that are not UTF-8 text (ITK's readers and writers
-    abort the process on them), or, for an ``output``, a name too long for its file system once LabelReg adds its
-    temporary and lock-file suffixes."""
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        return "has a name that is not UTF-8 text, which ITK cannot open; rename it"
-    if output:
-        try:
-            limit = os.pathconf(Path(path).parent if Path(path).parent.is_dir() else ".", "PC_NAME_MAX")
-        except (AttributeError, OSError, ValueError):  # Windows: no pathconf; NTFS takes 255 characters
-            limit = 255
-        length = len(os.fsencode(Path(path).name))
-        if length + NAME_ADDED_BYTES > limit:
-            return (
-                f"has a name of {length} bytes, too long for its file system once LabelReg adds its temporary "
-                f"suffix (at most {limit - NAME_ADDED_BYTES}); choose a shorter name"
-            )
-    return ""
+from .writes import ShortWrite, atomic_output
 
 
 def _check_readable(path: Path) -> None:
@@ -117,7 +57,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     nibabel_affine = np.asarray(image.affine, dtype=float)
     if reader.GetDimension() < 3:  # reported as "not 3D" by the caller
         return np.asanyarray(image.dataobj), nibabel_affine
-    ijk_to_ras = _sitk_ijk_to_ras(reader)
+    ijk_to_ras = sitk_ijk_to_ras(reader)
     if not np.allclose(ijk_to_ras, nibabel_affine, atol=1e-3):
         import warnings
 
@@ -138,16 +78,6 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asanyarray(image.dataobj), ijk_to_ras
 
 
-def _sitk_ijk_to_ras(image) -> np.ndarray:
-    """IJK->RAS matrix of the first three axes of a SimpleITK image (LPS geometry)."""
-    n = image.GetDimension()
-    direction = np.asarray(image.GetDirection()).reshape(n, n)[:3, :3]
-    lps = np.eye(4)
-    lps[:3, :3] = direction @ np.diag(image.GetSpacing()[:3])
-    lps[:3, 3] = image.GetOrigin()[:3]
-    return LPS_TO_RAS @ lps
-
-
 def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Array in ``[i, j, k, ...]`` order (landmark axis or vector components last) and the IJK->RAS matrix."""
     import SimpleITK as sitk
@@ -159,7 +89,7 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
     elif image.GetDimension() != 3:
         return np.transpose(array), np.eye(4)  # reported as "not 3D" by the caller
     array = np.swapaxes(array, 0, 2)  # [k, j, i, ...] -> [i, j, k, ...]
-    return array, _sitk_ijk_to_ras(image)
+    return array, sitk_ijk_to_ras(image)
 
 
 def _last_line(error: Exception) -> str:
@@ -279,7 +209,7 @@ def _read_segmentation(path: Path) -> list[Volume]:
         raise InputError(path, f"cannot be read as a segmentation ({_last_line(error)})") from error
     array = sitk.GetArrayFromImage(image)  # [k, j, i] or [k, j, i, layer]
     layers = array if array.ndim == 4 else array[..., np.newaxis]
-    ijk_to_ras = _sitk_ijk_to_ras(image)
+    ijk_to_ras = sitk_ijk_to_ras(image)
 
     def segment_field(index: int, name: str, default: str) -> str:
         key = f"Segment{index}_{name}"
@@ -295,86 +225,6 @@ def _read_segmentation(path: Path) -> list[Volume]:
     if not labels:
         raise InputError(path, "is a .seg.nrrd without any segment (no Segment0_Name field)")
     return labels
-
-
-@contextmanager
-def atomic_output(path: str | Path, verify=None):
-    """Yield a temporary path beside ``path`` (same suffix); rename it onto ``path`` on success.
-
-    ``verify(temporary)`` checks what was written before it replaces anything (raising when it is not what was
-    meant: some writers, ITK's among them, report a short write only on their console). On any error the
-    temporary file is removed and ``path`` is left as it was; an ``OSError`` (a full disk, a file-size limit, a
-    short write) becomes one :class:`InputError` naming ``path`` and the reason.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{strip_suffix(path)}.", suffix=file_suffix(path) or ".tmp", dir=path.parent
-    )
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    # mkstemp makes 0600: a new output gets the usual permissions, a replaced one (--overwrite) keeps its own
-    os.chmod(temporary, path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~umask)
-    try:
-        yield Path(temporary)
-        if verify is not None:
-            verify(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException as error:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        if isinstance(error, (OSError, RuntimeError)):  # the writers' own failures: ITK and torch raise RuntimeError
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip()
-            raise InputError(
-                path, f"could not be written ({reason.splitlines()[-1] if reason else type(error).__name__})"
-            ) from None
-        raise
-
-
-class ShortWrite(OSError):
-    """What was read back from a file just written is not what was written."""
-
-
-def check_room(path: str | Path, nbytes: int) -> None:
-    """Refuse, naming ``path``, a write of about ``nbytes`` that the disk or this process's file-size limit cannot
-    take (for writers that cannot fail safely half-way: ITK's HDF5 crashes the process at its exit after one)."""
-    import shutil
-
-    path = Path(path)
-    needed = int(nbytes * 1.1) + 65536  # the format's own overhead
-    free = shutil.disk_usage(path.parent if path.parent.exists() else Path.cwd()).free
-    if free < needed:
-        raise InputError(path, f"could not be written (it needs about {needed / 1e6:.1f} MB; {free / 1e6:.1f} MB free)")
-    try:
-        import resource
-
-        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    except (ImportError, AttributeError):  # Windows has no file-size limit
-        return
-    if limit != resource.RLIM_INFINITY and limit < needed:
-        raise InputError(path, f"could not be written (it needs about {needed} bytes; the file-size limit is {limit})")
-
-
-def verify_png(path: Path) -> None:
-    """A PNG just written ends with its IEND chunk (a short write cuts it off)."""
-    with open(path, "rb") as handle:
-        handle.seek(max(0, path.stat().st_size - 12))
-        if not handle.read().endswith(b"IEND\xaeB`\x82"):
-            raise ShortWrite("the picture was cut short")
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` as UTF-8 bytes (no newline translation) atomically, read back before it replaces anything
-    (CSV, JSON, .ini files)."""
-    data = text.encode("utf-8")
-
-    def verify(temporary: Path) -> None:
-        if temporary.read_bytes() != data:
-            raise ShortWrite(f"{temporary.stat().st_size} of {len(data)} bytes were written")
-
-    with atomic_output(path, verify) as temporary:
-        temporary.write_bytes(data)
 
 
 def write_volume(volume: Volume | list[Volume], path: str | Path) -> None:
@@ -425,23 +275,3 @@ def verify_volume(path: Path, array_kji: np.ndarray) -> None:
         raise ShortWrite(f"it cannot be read back ({str(error).strip().splitlines()[-1]})") from None
     if written.shape != array_kji.shape or not np.array_equal(written, array_kji, equal_nan=True):
         raise ShortWrite("what was read back differs from what was written")
-
-
-def to_sitk_image(array_kji: np.ndarray, ijk_to_ras: np.ndarray, is_vector: bool = False):
-    """A SimpleITK image (LPS geometry) from a ``[k, j, i(, c)]`` array and an IJK->RAS matrix."""
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array_kji), isVector=is_vector)
-    lps = LPS_TO_RAS @ ijk_to_ras
-    spacing = np.linalg.norm(lps[:3, :3], axis=0)
-    image.SetSpacing([float(s) for s in spacing])
-    image.SetOrigin([float(o) for o in lps[:3, 3]])
-    image.SetDirection([float(d) for d in (lps[:3, :3] / spacing).ravel()])
-    return image
-
-
-def from_sitk_image(image) -> Volume:
-    """A :class:`Volume` from a 3D SimpleITK image (scalar or vector)."""
-    import SimpleITK as sitk
-
-    return Volume(sitk.GetArrayFromImage(image), _sitk_ijk_to_ras(image))

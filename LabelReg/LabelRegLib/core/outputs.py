@@ -23,7 +23,7 @@ import stat
 from pathlib import Path
 
 from .errors import InputError
-from .io import OUTPUT_VOLUME_SUFFIXES, file_suffix, missing_file_problem, name_problem
+from .paths import OUTPUT_VOLUME_SUFFIXES, file_suffix, missing_file_problem, name_problem
 from .transform_io import TRANSFORM_SUFFIXES
 
 MODEL_SUFFIXES = (".pt",)
@@ -147,7 +147,7 @@ def _claim(path: Path, name: str) -> None:
 
 
 def _alive(pid: int) -> bool:
-    from .training_process import process_alive
+    from ..core.processes import process_alive
 
     return pid == os.getpid() or process_alive(pid)
 
@@ -271,7 +271,7 @@ class RunFolder:
             )
 
     def __enter__(self) -> RunFolder:
-        from .training_process import process_alive
+        from ..core.processes import process_alive
 
         self.folder.mkdir(parents=True, exist_ok=True)
         while True:

@@ -21,8 +21,8 @@ import os
 from pathlib import Path
 
 from .errors import InputError
-from .io import OUTPUT_VOLUME_SUFFIXES
 from .outputs import TRANSFORM_OUTPUT_SUFFIXES
+from .paths import OUTPUT_VOLUME_SUFFIXES
 from .point_files import POINT_SUFFIXES
 
 # column -> the option it stands for

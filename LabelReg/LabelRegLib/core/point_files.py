@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import file_suffix, write_text
+from .paths import file_suffix
+from .writes import write_text
 
 POINT_SUFFIXES = (".csv", ".mrk.json")
 AXES = {"RAS": ("r", "a", "s"), "LPS": ("l", "p", "s")}

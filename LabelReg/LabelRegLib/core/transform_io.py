@@ -4,7 +4,7 @@ A LabelReg registration is a RAS mm displacement ``u`` on the fixed grid with
 ``fixed x -> moving x + u(x)``. ITK's displacement-field transform uses the
 same (resampling) direction in LPS: ``TransformPoint(x) = x + u_lps(x)``, so
 writing it means flipping the first two components of every vector and of the
-grid geometry (:func:`LabelRegLib.io.to_sitk_image`).
+grid geometry (:func:`LabelRegLib.core.sitk_geometry.to_sitk_image`).
 
 - ``.h5`` / ``.hdf5`` / ``.tfm``: an ITK transform file (``sitk.WriteTransform``);
 - ``.nii.gz`` / ``.nii`` / ``.nrrd`` / ``.mha``: the displacement field as a
@@ -19,17 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import (
-    LPS_TO_RAS,
-    OUTPUT_VOLUME_SUFFIXES,
-    ShortWrite,
-    atomic_output,
-    check_room,
-    file_suffix,
-    from_sitk_image,
-    to_sitk_image,
-)
+from .paths import OUTPUT_VOLUME_SUFFIXES, file_suffix
+from .sitk_geometry import LPS_TO_RAS, from_sitk_image, to_sitk_image
 from .volume import Volume
+from .writes import ShortWrite, atomic_output, check_room
 
 TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm")
 FLIP = np.diag(LPS_TO_RAS)[:3]  # RAS <-> LPS for vectors: (-1, -1, 1)

@@ -5,7 +5,7 @@ A :class:`Volume` is an array indexed ``[k, j, i]`` (slowest axis first, as
 matrix in millimetres. A vector-valued volume (a displacement field) has the
 components on a trailing axis: ``[k, j, i, c]``.
 
-File formats (LPS, ``[i, j, k]`` orders) are converted in :mod:`LabelRegLib.io`
+File formats (LPS, ``[i, j, k]`` orders) are converted in :mod:`LabelRegLib.core.io`
 only; nothing else in the engine knows about them.
 """
 

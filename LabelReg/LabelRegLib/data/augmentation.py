@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from .config import TrainConfig
-from .spatial import random_affine
+from ..core.config import TrainConfig
+from ..core.spatial import random_affine
 
 FLIP_DIMS = {"i": 4, "j": 3, "k": 2}  # working-grid axis -> dimension of a [B, C, K, J, I] tensor
 
@@ -74,7 +74,7 @@ class RandomShift:
 
 
 class Augmentation:
-    """The augmentations a :class:`~LabelRegLib.config.TrainConfig` switches on."""
+    """The augmentations a :class:`~LabelRegLib.core.config.TrainConfig` switches on."""
 
     def __init__(self, config: TrainConfig):
         self.affine = RandomAffine(config.corner_scale)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .io import read_labels, read_volume
-from .volume import Volume
+from ..core.errors import InputError
+from ..core.io import read_labels, read_volume
+from ..core.volume import Volume
 
 
 @dataclass
@@ -127,7 +127,7 @@ def resolve_folders(
 
 def scan_case_files(folders: dict, need_labels: bool = True) -> tuple[list[CaseFiles], list[str]]:
     """Match files across the folders by name; returns the matched cases and every problem found."""
-    from .io import is_volume_file, strip_suffix
+    from ..core.paths import is_volume_file, strip_suffix
 
     problems, by_folder = [], {}
     required = FOLDERS if need_labels else FOLDERS[:2]

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .volume import Volume, make_ijk_to_ras
+from ..core.volume import Volume, make_ijk_to_ras
 
 
 @dataclass
@@ -112,7 +112,7 @@ def _grid_points(shape_kji, ijk_to_ras) -> np.ndarray:
     """RAS mm points ``[K, J, I, 3]`` of a grid."""
     import torch
 
-    from .spatial import grid_points_ras
+    from ..core.spatial import grid_points_ras
 
     return np.moveaxis(grid_points_ras(shape_kji, ijk_to_ras, dtype=torch.float64).numpy(), 0, -1)
 
@@ -200,7 +200,7 @@ def write_phantom_folder(
     """
     from pathlib import Path
 
-    from .io import write_volume
+    from ..core.io import write_volume
 
     folder = Path(folder)
     names = []

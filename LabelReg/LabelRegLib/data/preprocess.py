@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .spatial import fields_of_view_overlap, initial_alignment, resample_volume
-from .volume import Volume, resampled_geometry
+from ..core.errors import InputError
+from ..core.spatial import fields_of_view_overlap, initial_alignment, resample_volume
+from ..core.volume import Volume, resampled_geometry
 
 DEFAULT_NORMALISATION = {"method": "percentile", "low": 1.0, "high": 99.0}
 

@@ -39,11 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import FOLDER_KEYS, TrainConfig
-from .data import Case, load_data_folder
-from .errors import InputError
-from .evaluation import per_case_rows
-from .io import write_text
+from ..core.config import FOLDER_KEYS, TrainConfig
+from ..core.errors import InputError
+from ..core.writes import write_text
+from ..data.cases import Case, load_data_folder
+from .evaluate import per_case_rows
 
 SPLIT_NAME = "split.json"  # the folds a cross-validation folder was made with
 DONE_NAME = "done.json"  # written in a stage's run folder once its training has finished
@@ -101,7 +101,7 @@ class CrossValidation:
         glands: bool = False,
         gland_settings=None,
     ):
-        from .outputs import check_output_folder
+        from ..core.outputs import check_output_folder
 
         self.stages = stages
         self.glands = glands or any(stage.initial_alignment == "glands" for stage in stages)
@@ -171,7 +171,7 @@ class CrossValidation:
 
     def train_glands(self, fold: int, device: str = "auto") -> Path:
         """The gland segmentation model of fold ``fold``, trained on the other folds' cases (kept when finished)."""
-        from .gland_training import GlandTrainer
+        from ..training.gland_training import GlandTrainer
 
         model = self.gland_model(fold)
         folder = model.parent
@@ -187,7 +187,7 @@ class CrossValidation:
 
     def train_fold(self, fold: int) -> Path:
         """Every stage of fold ``fold`` on the other folds' cases (finished stages kept); the final model."""
-        from .training import Trainer
+        from ..training.trainer import Trainer
 
         training_cases = [self.cases[i] for k, idx in enumerate(self.folds) if k != fold for i in idx]
         model = None
@@ -205,8 +205,8 @@ class CrossValidation:
 
     def run(self, device: str = "auto") -> dict:
         """Train and evaluate every fold; write the pooled tables and ``summary.json``; returns the summary."""
-        from .evaluation import evaluate_cases, metric_columns, quality_ranking, write_metrics_csv
-        from .registration import Registrar
+        from ..registration.registrar import Registrar
+        from .evaluate import evaluate_cases, metric_columns, quality_ranking, write_metrics_csv
 
         rows, per_fold = [], []
         for fold, held_out in enumerate(self.folds):

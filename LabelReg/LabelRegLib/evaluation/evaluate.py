@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Case
-from .io import write_text
-from .metrics import dice, folding, tre_mm
-from .registration import Registrar, RegistrationResult
-from .spatial import resample_volume
+from ..core.metrics import dice, folding, tre_mm
+from ..core.spatial import resample_volume
+from ..core.writes import write_text
+from ..data.cases import Case
+from ..registration.registrar import Registrar, RegistrationResult
 
 METRIC_COLUMNS = "case landmark dice_before dice_after tre_mm_before tre_mm_after folding runtime_s".split()
 # with a gland model: the predicted glands against the true ones (landmark 0), per case
@@ -98,7 +98,7 @@ def quality_ranking(rows: list[dict], threshold: float | None = None) -> dict:
     """How well the quality score ranks the true error, over cases: Spearman correlations of the quality Dice and
     of the quality centroid distance with the case's median landmark TRE, and, with a threshold, the median TRE of
     the flagged and the other cases."""
-    from .metrics import spearman
+    from ..core.metrics import spearman
 
     table = [row for row in per_case_rows(rows) if row.get("quality_dice") is not None]
     if not table:
@@ -134,7 +134,7 @@ def summarise(rows: list[dict]) -> dict:
 
 def metric_columns(rows: list[dict]) -> list[str]:
     """The CSV columns of evaluation rows: the metrics, then the quality and gland columns when they are there."""
-    from .quality import QUALITY_COLUMNS
+    from ..registration.quality import QUALITY_COLUMNS
 
     present = set(rows[0]) if rows else set()
     return METRIC_COLUMNS + [c for c in (*QUALITY_COLUMNS, *GLAND_COLUMNS) if c in present]

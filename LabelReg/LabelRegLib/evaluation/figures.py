@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Case
-from .io import atomic_output, verify_png
-from .registration import RegistrationResult
+from ..core.writes import atomic_output, verify_png
+from ..data.cases import Case
+from ..registration.registrar import RegistrationResult
 
 
 def _gland_slice(label: np.ndarray) -> int:
@@ -27,7 +27,7 @@ def case_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .spatial import resample_volume
+    from ..core.spatial import resample_volume
 
     fixed = case.fixed_image
     k = _gland_slice(case.fixed_labels[0].array)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .config import GLAND_NETWORK_TYPE  # the allowed values are defined with the settings
+from ..core.config import GLAND_NETWORK_TYPE  # the allowed values are defined with the settings
 from .layers import UpResBlock
 from .networks import DEPTH, Encoder, pad_centred
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import NORMS  # the allowed values are defined with the settings
+from ..core.config import NORMS  # the allowed values are defined with the settings
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:

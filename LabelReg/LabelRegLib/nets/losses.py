@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import REGULARISER_TYPES, SIMILARITY_TYPES  # the allowed values are defined with the settings
+from ..core.config import REGULARISER_TYPES, SIMILARITY_TYPES  # the allowed values are defined with the settings
 
 DEFAULT_SCALES = (0, 1, 2, 4, 8, 16)
 EPS = 1e-6
@@ -140,7 +140,7 @@ def label_loss(ddf: torch.Tensor, labels: list, config) -> tuple[torch.Tensor, t
         labels: per pair, ``(moving, fixed)`` label tensors ``[1, L, K, J, I]`` (the landmarks sampled this step).
         config: the training settings (similarity type and scales, regulariser type and weight).
     """
-    from .spatial import warp
+    from ..core.spatial import warp
 
     similarity = 0
     for n, (moving, fixed) in enumerate(labels):

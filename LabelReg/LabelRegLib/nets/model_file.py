@@ -25,8 +25,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelFileError
-from .io import atomic_output
+from ..core.errors import ModelFileError
+from ..core.writes import atomic_output
 
 FORMAT = "labelreg-model"
 FORMAT_VERSION = 2  # 2: the checksum covers the header as well as the weights (1 covered the weights only)
@@ -37,7 +37,7 @@ DEFAULT_MODEL_NAME = "labelreg_localnet.pt"
 def _models_dir() -> Path:
     """The bundled models and their recipes: ``Resources/Models`` beside this package in a checkout and in the
     Slicer extension (the module's resources); in an installed wheel, the package data ``LabelRegLib/Models``."""
-    beside = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+    beside = Path(__file__).resolve().parents[2] / "Resources" / "Models"  # LabelRegLib/nets/model_file.py
     if beside.is_dir():
         return beside
     from importlib.resources import files
@@ -83,7 +83,7 @@ class LoadedModel:
 def build_from_header(header: dict):
     """The (untrained) network an architecture header describes, with the input size it was trained at: a
     registration network, or a gland segmentation network (:mod:`.glands`)."""
-    from .config import GLAND_NETWORK_TYPE
+    from ..core.config import GLAND_NETWORK_TYPE
     from .gland_network import GlandNet
     from .networks import build_network
 
@@ -120,7 +120,7 @@ def save_model(path: str | Path, network, header: dict, half_precision: bool = F
 def _verify_model(path: Path) -> None:
     """A model file just written, read back before it replaces anything: complete, and its weights and header
     those its checksum was made of (the header's bounds are the reader's business, not the writer's)."""
-    from .io import ShortWrite
+    from ..core.writes import ShortWrite
 
     try:
         payload = load_weights_only(path, "model file")
@@ -137,7 +137,8 @@ def check_header(header: dict, path: str | Path) -> dict:
     architecture outside the settings' ranges, an absurd number of passes, size or spacing)."""
     from dataclasses import fields
 
-    from .config import GLAND_NETWORK_TYPE, TrainConfig, setting_problem
+    from ..core.config import GLAND_NETWORK_TYPE, TrainConfig
+    from ..core.settings import setting_problem
 
     schema = {f.name: f for f in fields(TrainConfig)}
     architecture = header.get("architecture")
@@ -176,7 +177,7 @@ def load_weights_only(path: Path, kind: str):
 
     import torch
 
-    from .io import missing_file_problem
+    from ..core.paths import missing_file_problem
 
     problem = missing_file_problem(path, kind)
     if problem:

@@ -3,7 +3,7 @@
 Every network takes a moving and a fixed image ``[B, 1, K, J, I]`` and
 returns a voxel DDF ``[B, 3, K, J, I]`` on the fixed grid (channels: the
 displacement along i, j, k in fixed-grid voxels; resampling direction, see
-:mod:`LabelRegLib.spatial`). A moving image of another size is first resized
+:mod:`LabelRegLib.core.spatial`). A moving image of another size is first resized
 to the fixed size, as the original does. Inputs of any size work: they are
 zero-padded inside the network, centred, to a multiple of 16 (four 2x poolings)
 and at least to the size the network was trained at (``min_input_shape``), and
@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .config import NETWORK_TYPES  # the allowed values are defined with the settings
+from ..core.config import NETWORK_TYPES  # the allowed values are defined with the settings
+from ..core.spatial import resize, voxel_grid, warp
 from .layers import ConvNorm, DDFSummand, DownResBlock, UpResBlock
-from .spatial import resize, voxel_grid, warp
 
 DEPTH = 4  # number of 2x down-samplings
 PAD_MULTIPLE = 2**DEPTH

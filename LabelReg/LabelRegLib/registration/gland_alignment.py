@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import GLAND_TRANSFORMS  # the allowed values are defined with the settings
+from ..core.config import GLAND_TRANSFORMS  # the allowed values are defined with the settings
+from ..core.sitk_geometry import LPS_TO_RAS, to_sitk_image
+from ..core.volume import Volume
 from .glands import Gland
-from .volume import Volume
-from .io import LPS_TO_RAS, to_sitk_image
 
 SMOOTHING_MM = 3.0  # Gaussian sigma applied to both gland probabilities before the rigid / similarity fit
 
@@ -91,7 +91,7 @@ def glands_initial(
 ) -> tuple[np.ndarray, list[str]]:
     """The ``glands`` initial alignment of a pair from its predicted glands: ``(matrix, warnings)``. Where a gland
     is not found, the volume centres are aligned instead and a warning says so."""
-    from .spatial import initial_alignment
+    from ..core.spatial import initial_alignment
 
     missing = [
         f"{role} {v.name}".strip()

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .gland_network import MODALITIES, GlandNet
-from .volume import Volume
+from ..core.volume import Volume
+from ..nets.gland_network import MODALITIES, GlandNet
 
 DEFAULT_GLAND_MODEL_NAME = "labelreg_glands.pt"
 
@@ -43,7 +43,7 @@ class Gland:
     @property
     def centroid_ras(self) -> np.ndarray:
         """Centre of the gland, RAS mm (NaN when no gland was found)."""
-        from .metrics import centroid_ras
+        from ..core.metrics import centroid_ras
 
         return centroid_ras(self.probability)
 
@@ -68,8 +68,8 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 def segmentation_grid(volume: Volume, spacing_mm: float) -> Volume:
     """The volume resampled onto its segmentation grid: its own field of view at ``spacing_mm``."""
-    from .spatial import resample_volume
-    from .volume import resampled_geometry
+    from ..core.spatial import resample_volume
+    from ..core.volume import resampled_geometry
 
     return resample_volume(volume, *resampled_geometry(volume.shape, volume.ijk_to_ras, spacing_mm))
 
@@ -83,7 +83,7 @@ def anti_aliased(volume: Volume, spacing_mm: float) -> Volume:
     """
     import SimpleITK as sitk
 
-    from .io import from_sitk_image, to_sitk_image
+    from ..core.sitk_geometry import from_sitk_image, to_sitk_image
 
     sigma_mm = np.sqrt(np.clip(spacing_mm**2 - volume.spacing**2, 0.0, None)) / 2
     if not np.any(sigma_mm > 0):
@@ -96,7 +96,7 @@ def anti_aliased(volume: Volume, spacing_mm: float) -> Volume:
 def gland_grid_input(volume: Volume, spacing_mm: float, normalisation: dict | None = None) -> Volume:
     """The network's input: the volume anti-aliased and resampled onto its segmentation grid, intensities
     normalised."""
-    from .preprocess import normalise_intensity
+    from ..data.preprocess import normalise_intensity
 
     resampled = segmentation_grid(anti_aliased(volume, spacing_mm), spacing_mm)
     return resampled.with_array(normalise_intensity(resampled.array, normalisation))
@@ -106,9 +106,9 @@ class GlandSegmenter:
     """A loaded gland model on a device; :meth:`segment` finds the gland of an MR or a US volume."""
 
     def __init__(self, model_path: str | Path | None = None, device="auto"):
-        from .device import select_device
-        from .errors import ModelFileError
-        from .model_file import MODELS_DIR, load_model
+        from ..core.device import select_device
+        from ..core.errors import ModelFileError
+        from ..nets.model_file import MODELS_DIR, load_model
 
         self.device = device if isinstance(device, torch.device) else select_device(device)
         path = Path(model_path) if model_path else MODELS_DIR / DEFAULT_GLAND_MODEL_NAME

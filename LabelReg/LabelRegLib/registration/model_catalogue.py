@@ -3,7 +3,7 @@
 The LabelReg panel lists the bundled model and every model trained or chosen
 during the session, with a one-paragraph summary of each; registrations reuse
 a model loaded once. Listing and summarising read only the model header
-(:func:`~LabelRegLib.model_file.peek_model_header`: no torch, no weights), so
+(:func:`~LabelRegLib.nets.model_file.peek_model_header`: no torch, no weights), so
 opening the panel stays instant. Loaded models are keyed on the file's path,
 size and modification time as well as the device: a model retrained into the
 same file is loaded again, not served stale.
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .model_file import default_model_path, peek_model_header
+from ..nets.model_file import default_model_path, peek_model_header
 
 
 class ModelCatalogue:
@@ -73,17 +73,17 @@ class ModelCatalogue:
         if self.devices is None:
             if "torch" not in sys.modules:
                 return "devices: listed after the first registration"
-            from .device import available_devices
+            from ..core.device import available_devices
 
             self.devices = available_devices()
         return "available: " + ", ".join(self.devices)
 
     # ------------------------------------------------------------ loaded models
     def registrar(self, path: str | Path | None = None, device: str = "auto"):
-        """The :class:`~LabelRegLib.registration.Registrar` for (file, device), loaded on first use and
+        """The :class:`~LabelRegLib.registration.registrar.Registrar` for (file, device), loaded on first use and
         again whenever the file changed (size or modification time)."""
-        from .device import select_device
-        from .registration import Registrar
+        from ..core.device import select_device
+        from .registrar import Registrar
 
         path = self.resolved(path or self.bundled)
         stat = os.stat(path) if os.path.isfile(path) else None

@@ -23,19 +23,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
-from .volume import Volume
+from ..core.errors import InputError
+from ..core.volume import Volume
 
 CONVERGED_MM = 1e-4  # the inversion stops when phi(x) is this close to the target
 MAX_ITERATIONS = 100
 
 
 class FieldMapper:
-    """Maps points through one displacement field (a RAS mm :class:`~LabelRegLib.volume.Volume` ``[K, J, I, 3]``,
+    """Maps points through one displacement field (a RAS mm :class:`~LabelRegLib.core.volume.Volume` ``[K, J, I, 3]``,
     fixed ``x`` -> moving ``x + u(x)``)."""
 
     def __init__(self, displacement: Volume, source: str = "the registration"):
-        from .transform_io import displacement_to_sitk_transform
+        from ..core.transform_io import displacement_to_sitk_transform
 
         self.displacement = displacement
         self.source = source
@@ -101,7 +101,7 @@ def map_point_file(displacement: Volume, points_path, output_path, to: str = "us
     """Read a point file (:mod:`.point_files`), map its points onto the US (``to="us"``: MR targets) or onto the MR
     (``"mr"``: US positions) through ``displacement``, and write them in the same form to ``output_path``.
     Returns ``(points read, mapped RAS [N, 3], residual_mm [N] or None)``."""
-    from .point_files import read_points, write_points
+    from ..core.point_files import read_points, write_points
 
     points = read_points(points_path)
     mapper = FieldMapper(displacement, source=str(points_path))

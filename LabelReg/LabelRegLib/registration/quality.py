@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .metrics import dice
-from .volume import Volume
+from ..core.metrics import dice
+from ..core.volume import Volume
 
 if TYPE_CHECKING:  # imported where used: a Quality unpickles without torch (the registration worker's replies)
     from .glands import Gland
@@ -60,8 +60,8 @@ class Quality:
 def quality_score(moving: Gland, fixed: Gland, displacement: Volume, threshold: float | None = None) -> Quality:
     """Compare the predicted MR gland, moved by the registration's ``displacement`` (RAS mm on the fixed grid:
     fixed ``x`` -> moving ``x + u(x)``), with the predicted US gland on its segmentation grid."""
+    from ..core.spatial import resample_volume
     from .glands import Gland
-    from .spatial import resample_volume
 
     if not (moving.found and fixed.found):
         missing = " and ".join(name for name, gland in (("MR", moving), ("US", fixed)) if not gland.found)

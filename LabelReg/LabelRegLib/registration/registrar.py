@@ -16,14 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
-from .errors import InputError
-from .memory import check_registration_memory, gland_bytes, registration_bytes
-from .model_file import LoadedModel, load_model
-from .networks import PAD_MULTIPLE
-from .preprocess import prepare_pair, working_geometry
-from .spatial import resample_volume
-from .volume import Volume, check_volume, resampled_geometry
+from ..core.config import TrainConfig
+from ..core.errors import InputError
+from ..core.memory import check_registration_memory, gland_bytes, registration_bytes
+from ..core.spatial import resample_volume
+from ..core.volume import Volume, check_volume, resampled_geometry
+from ..data.preprocess import prepare_pair, working_geometry
+from ..nets.model_file import LoadedModel, load_model
+from ..nets.networks import PAD_MULTIPLE
+from .network_field import compose_with_initial, network_field_ras
 
 
 @dataclass
@@ -65,15 +66,15 @@ class Registrar:
         gland_model: str | Path | None | bool = None,
     ):
         """``mirror_axes``: working-grid axes (letters ``i``, ``j``, ``k``) along which the pair is also registered
-        mirrored, the fields averaged (test-time augmentation; see :func:`mirrored_prediction`); None: the axes the
+        mirrored, the fields averaged (test-time augmentation; see :func:`.network_field.mirrored_prediction`); None: the axes the
         model was trained mirrored along (its header's ``flip_axes``), "" for none. ``gland_model``:
         the gland segmentation model of the ``glands`` alignment and of the quality score (None: the bundled one,
         when it is there; False: none, so no quality score)."""
         import torch
 
-        from .device import select_device
-        from .errors import ModelFileError
-        from .networks import RegistrationNet
+        from ..core.device import select_device
+        from ..core.errors import ModelFileError
+        from ..nets.networks import RegistrationNet
 
         if mirror_axes is not None and set(mirror_axes) - set("ijk"):
             raise InputError("--mirror", f"'{mirror_axes}': give working-grid axes among i, j, k")
@@ -168,10 +169,6 @@ class Registrar:
     ) -> RegistrationResult:
         """One registration from one initial ``alignment`` (``glands`` given when a gland model ran); its
         quality when there are glands; runtime and stage times are the caller's."""
-        import torch
-
-        from .spatial import ddf_voxel_to_ras, warp
-
         header, initial, messages = self.model.header, None, []
         if alignment == "glands":
             from .gland_alignment import glands_initial
@@ -197,20 +194,9 @@ class Registrar:
                 f"spacing, larger than the {'x'.join(map(str, trained_at))} the model was trained at; the registration may be poor "
                 "(retrain or fine-tune on volumes like it)"
             )
-        layout = {"device": self.device, "memory_format": torch.channels_last_3d}
         passes = int(passes or header.get("inference_passes", 1))
-        with torch.no_grad():
-            moving_t = torch.as_tensor(pair.moving_image)[None, None].to(**layout)
-            fixed_t = torch.as_tensor(pair.fixed_image)[None, None].to(**layout)
-            ddf = mirrored_prediction(self.network, moving_t, fixed_t, self.mirror_axes)
-            for _ in range(passes - 1):
-                # x -> x + d(x) then the field so far: total(x) = d(x) + ddf(x + d(x))
-                warped = warp(moving_t, ddf).contiguous(memory_format=torch.channels_last_3d)
-                step = mirrored_prediction(self.network, warped, fixed_t, self.mirror_axes)
-                ddf = step + warp(ddf, step)
-            ddf = ddf[0].double().cpu()
+        field_ras = network_field_ras(self.network, pair, self.device, self.mirror_axes, passes)  # working grid
         timer.lap("network")
-        field_ras = np.moveaxis(ddf_voxel_to_ras(ddf, pair.ijk_to_ras).numpy(), 0, -1)  # [K, J, I, 3], working grid
         on_fixed_grid = pair.shape == fixed.shape and np.allclose(pair.ijk_to_ras, fixed.ijk_to_ras)
         if not on_fixed_grid:  # the network ran at the model's working spacing: interpolate the field to the fixed grid
             field_ras = resample_volume(Volume(field_ras, pair.ijk_to_ras), fixed.shape, fixed.ijk_to_ras).array
@@ -245,59 +231,9 @@ class StageTimer:
 def load_gland_segmenter(gland_model: str | Path | None | bool, device):
     """The gland segmenter a :class:`Registrar` uses: ``gland_model`` loaded; the bundled one for None when it
     is there (else none); none for False."""
+    from ..nets.model_file import MODELS_DIR
     from .glands import DEFAULT_GLAND_MODEL_NAME, GlandSegmenter
-    from .model_file import MODELS_DIR
 
     if gland_model is False or (gland_model is None and not (MODELS_DIR / DEFAULT_GLAND_MODEL_NAME).is_file()):
         return None
     return GlandSegmenter(gland_model or None, device)
-
-
-def mirrored_prediction(network, moving, fixed, axes: str = ""):
-    """The network's voxel field ``[B, 3, K, J, I]`` (channels i, j, k), averaged with the fields it predicts for
-    the pair mirrored along each of ``axes`` (and each combination), each mirrored back: along an axis, the field
-    is flipped and its component on that axis negated. Both images share the working grid, so one reflection
-    mirrors the pair. The average is exactly equivariant: the mirrored pair gets the mirrored field. All copies
-    go through the network as one batch (faster than one by one on a CPU: the model card's speed row); at
-    inference the network treats each copy of a batch alone (instance or running statistics), so batching changes
-    no result."""
-    from itertools import combinations
-
-    import torch
-
-    from .augmentation import FLIP_DIMS
-
-    dims = [FLIP_DIMS[axis] for axis in axes]
-    subsets = [list(c) for n in range(len(dims) + 1) for c in combinations(dims, n)]
-    if len(subsets) == 1:
-        return network(moving, fixed)
-    layout = {"memory_format": torch.channels_last_3d}
-    copies = len(moving)
-
-    def mirrored(x, flips):
-        return (x.flip(flips) if flips else x).contiguous(**layout)
-
-    fields = network(
-        torch.cat([mirrored(moving, flips) for flips in subsets]),
-        torch.cat([mirrored(fixed, flips) for flips in subsets]),
-    )
-    total = 0
-    for n, flips in enumerate(subsets):
-        field = fields[n * copies : (n + 1) * copies]
-        if flips:
-            sign = torch.ones(3, dtype=field.dtype, device=field.device)
-            sign[[4 - d for d in flips]] = -1.0  # tensor dimension 4, 3, 2 (i, j, k) -> field channel 0, 1, 2
-            field = field.flip(flips) * sign.view(1, 3, 1, 1, 1)
-        total = total + field
-    return total / len(subsets)
-
-
-def compose_with_initial(field_ras: np.ndarray, fixed: Volume, initial: np.ndarray) -> np.ndarray:
-    """Full displacement ``T(x + u(x)) - x`` on the fixed grid from the network's ``u`` and the initial ``T``."""
-    import torch
-
-    from .spatial import grid_points_ras
-
-    points = np.moveaxis(grid_points_ras(fixed.shape, fixed.ijk_to_ras, dtype=torch.float64).numpy(), 0, -1)
-    moved = (points + field_ras) @ initial[:3, :3].T + initial[:3, 3]
-    return moved - points

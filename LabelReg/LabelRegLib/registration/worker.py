@@ -4,8 +4,8 @@ Slicer's main thread holds Python's GIL while it waits in the Qt event loop,
 so a Python thread in Slicer's process computes only in the gaps between the
 main thread's Python calls (docs/design.md, "Slicer specifics"). LabelReg
 therefore registers in another process, as Slicer's CLI modules do: this one,
-started by :class:`~LabelRegLib.worker_client.RegistrationWorker` with Slicer's
-own Python. It loads a model once (the :class:`~LabelRegLib.model_catalogue.ModelCatalogue`
+started by :class:`~LabelRegLib.registration.worker_client.RegistrationWorker` with Slicer's
+own Python. It loads a model once (the :class:`~LabelRegLib.registration.model_catalogue.ModelCatalogue`
 cache), reads requests from its stdin and writes replies to its stdout
 (:mod:`.worker_channel`), one request at a time, and ends when its stdin
 closes or, with ``--parent PID``, when that process is gone, even if it was
@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .volume import Volume
+from ..core.volume import Volume
 
-WORKER_MODULE = __name__.rsplit(".", 1)[-1]  # started as ``from LabelRegLib.registration_worker import main``
+WORKER_MODULE = __name__.split(".", 1)[
+    1
+]  # "registration.worker": started as ``LabelRegLib.registration.worker.main()``
 
 
 @dataclass
@@ -67,7 +69,7 @@ def handle(catalogue, request: dict) -> RegistrationReply:
     """Register one request: ``moving`` and ``fixed`` (world RAS Volumes), ``model`` (path or None for the bundled
     one), ``device``, ``alignment``, ``world_to_moving`` (4x4: world RAS to the moving volume's own RAS) and
     ``labels`` (a Volume in the moving volume's own RAS, or None)."""
-    from .registration import warp_volume
+    from .registrar import warp_volume
 
     started = time.perf_counter()
     registrar = catalogue.registrar(request.get("model"), request.get("device", "auto"))
@@ -92,7 +94,7 @@ def handle(catalogue, request: dict) -> RegistrationReply:
 
 def to_moving_frame(displacement: Volume, world_to_moving: np.ndarray) -> Volume:
     """Re-express a world-to-world field ``x -> x + u(x)`` as world-to-moving-frame: ``x -> M (x + u(x))``."""
-    from .registration import compose_with_initial
+    from .network_field import compose_with_initial
 
     if np.allclose(world_to_moving, np.eye(4)):
         return displacement
@@ -103,7 +105,7 @@ def to_moving_frame(displacement: Volume, world_to_moving: np.ndarray) -> Volume
 def transportable(error: BaseException) -> BaseException:
     """``error`` itself when the other process can unpickle it without torch (LabelReg's and Python's own
     exceptions); otherwise a ``RuntimeError`` with its class name and message (e.g. torch's out-of-memory)."""
-    if type(error).__module__ in ("builtins", "LabelRegLib.errors"):
+    if type(error).__module__ in ("builtins", "LabelRegLib.core.errors"):
         try:
             pickle.loads(pickle.dumps(error))
             return error
@@ -133,7 +135,7 @@ def serve(requests, replies, catalogue) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -c BOOTSTRAP FOLDER registration_worker [--parent PID]``: serve on stdin / stdout."""
+    """``python -c BOOTSTRAP FOLDER registration.worker [--parent PID]``: serve on stdin / stdout."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="LabelReg registration worker")
@@ -145,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = sys.stderr
     requests = sys.stdin.buffer
     if args.parent:
-        from .training_process import watch_parent
+        from ..core.processes import watch_parent
 
         watch_parent(args.parent, on_gone=lambda: os._exit(1), what="registration worker")
-    from .device import available_devices
+    from ..core.device import available_devices
     from .model_catalogue import ModelCatalogue
     from .worker_channel import send
 

@@ -1,7 +1,7 @@
 """Messages between Slicer's process and the registration worker, over the worker's stdin and stdout pipes.
 
 A message is a pickled Python object (dicts of numbers, strings, numpy arrays
-and :class:`~LabelRegLib.volume.Volume` objects), framed by its length as 8
+and :class:`~LabelRegLib.core.volume.Volume` objects), framed by its length as 8
 bytes. Pickle is safe here because both ends are LabelReg's own processes,
 joined by anonymous pipes no other process can write to; nothing read from a
 file or a network goes through it.

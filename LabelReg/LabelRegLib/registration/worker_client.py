@@ -16,7 +16,7 @@ worker and says so in :meth:`take_notes`. The worker ends with its parent
 :meth:`stop` closes its stdin.
 
 :class:`InProcessEngine` has the same methods and runs
-:func:`~LabelRegLib.registration_worker.handle` in the caller's process, for
+:func:`~LabelRegLib.registration.worker.handle` in the caller's process, for
 callers that hold no Qt event loop (the batch script).
 """
 
@@ -56,7 +56,7 @@ class RegistrationWorker:
     """
 
     def __init__(self, python: str | None = None, parent_pid: int | None = None):
-        from .training_process import python_executable
+        from ..core.processes import python_executable
 
         self.python = python or python_executable()
         self.parent_pid = os.getpid() if parent_pid is None else parent_pid
@@ -83,8 +83,8 @@ class RegistrationWorker:
 
     def start(self) -> None:
         """Start the worker process (it loads torch, then says hello); returns at once."""
-        from .registration_worker import WORKER_MODULE
-        from .training_process import hidden_window_options, library_command
+        from ..core.processes import hidden_window_options, library_command
+        from .worker import WORKER_MODULE
 
         self.stop()
         if self._stderr is not None:
@@ -106,7 +106,7 @@ class RegistrationWorker:
             self._exit_registered = True
 
     def submit(self, request: dict) -> int:
-        """Send a request (see :func:`~LabelRegLib.registration_worker.serve`); returns its job id at once.
+        """Send a request (see :func:`~LabelRegLib.registration.worker.serve`); returns its job id at once.
         A worker that has ended is replaced first (:meth:`take_notes` says why)."""
         from .worker_channel import send
 
@@ -160,7 +160,7 @@ class RegistrationWorker:
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the worker: close its stdin (it exits at once when idle), then end it if it does not."""
-        from .training_process import end_process_tree
+        from ..core.processes import end_process_tree
 
         process, self.process = self.process, None
         if process is None:
@@ -238,8 +238,8 @@ class InProcessEngine:
         self._last_job = 0
 
     def submit(self, request: dict) -> int:
-        from .device import available_devices
-        from .registration_worker import run
+        from ..core.device import available_devices
+        from .worker import run
 
         self._last_job += 1
         started, value, error = time.perf_counter(), None, None

@@ -2,7 +2,7 @@
 
 Reading every image of a data folder takes seconds to minutes; in Slicer's
 main thread that would freeze the application. The panel runs
-``python -c BOOTSTRAP FOLDER data_check --data_dir ...`` instead and polls for
+``python -c BOOTSTRAP FOLDER slicer.data_check --data_dir ...`` instead and polls for
 the one JSON line it prints: the pairs found, the landmarks per pair and every
 problem, as ``labelreg train`` would report them.
 """
@@ -14,13 +14,13 @@ import json
 import sys
 from collections import Counter
 
-from .data import FOLDERS
+from ..data.cases import FOLDERS
 
 
 def summarise(folders: dict) -> tuple[str, list[str]]:
-    """``(text, problems)`` for ``folders`` (:func:`~LabelRegLib.data.resolve_folders`): usable pairs, landmarks
+    """``(text, problems)`` for ``folders`` (:func:`~LabelRegLib.data.cases.resolve_folders`): usable pairs, landmarks
     per pair, and every problem of the checks of ``labelreg train``."""
-    from .data import load_cases, scan_case_files
+    from ..data.cases import load_cases, scan_case_files
 
     case_files, problems = scan_case_files(folders)
     cases, load_problems = load_cases(case_files)
@@ -62,12 +62,12 @@ class DataCheck:
     def start(self, data_dir: str, folders: dict) -> None:
         import os
 
-        from .training_process import library_command, python_executable
+        from ..core.processes import library_command, python_executable
 
         self.process.stop()
         self.summary = ""
         arguments = [*check_arguments(data_dir, folders), "--parent", str(os.getpid())]
-        self.process.start(library_command(python_executable(), __name__.rsplit(".", 1)[-1], arguments))
+        self.process.start(library_command(python_executable(), __name__.split(".", 1)[1], arguments))
 
     def poll(self) -> str:
         """The summary text ("" until the process has answered; its last lines if it failed)."""
@@ -80,7 +80,7 @@ class DataCheck:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import resolve_folders
+    from ..data.cases import resolve_folders
 
     parser = argparse.ArgumentParser(prog="LabelReg data check")
     parser.add_argument("--data_dir", default="")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, help="end when this process ends")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.parent:
-        from .training_process import watch_parent
+        from ..core.processes import watch_parent
 
         watch_parent(args.parent, what="LabelReg data check")
     folders = resolve_folders(args.data_dir or None, **{name: getattr(args, name) for name in FOLDERS})

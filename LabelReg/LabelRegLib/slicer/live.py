@@ -5,7 +5,7 @@ computes off the main thread: the main thread copies each new US frame and
 hands it to the registration worker (another process), and a ``QTimer``
 (every :data:`POLL_MS`) takes the worker's reply and puts it into MRML. A
 frame that arrives while the worker is busy replaces any frame still waiting
-(:class:`~LabelRegLib.live.LatestFrameQueue`: the latest wins, none is
+(:class:`~LabelRegLib.slicer.frame_queue.LatestFrameQueue`: the latest wins, none is
 registered twice). ``statistics`` counts frames, drops, the frame-to-transform
 latency and the main thread's own time per registered frame.
 """
@@ -15,8 +15,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-
-from .live import LatestFrameQueue
+from .frame_queue import LatestFrameQueue
 from .mrml_outputs import MovingFrame, fixed_volume
 
 POLL_MS = 20  # how often the main thread takes the worker's replies
@@ -39,9 +38,9 @@ class LiveSession:
     """Re-registers ``frame``'s MR to ``fixed_node`` on every new frame, on ``engine``.
 
     Args:
-        engine: a :class:`~LabelRegLib.worker_client.RegistrationWorker` (or its in-process stand-in).
+        engine: a :class:`~LabelRegLib.registration.worker_client.RegistrationWorker` (or its in-process stand-in).
         fixed_node: the US volume node that changes.
-        frame: the MR of the registration (:func:`~LabelRegLib.mrml_outputs.moving_frame`).
+        frame: the MR of the registration (:func:`~LabelRegLib.slicer.mrml_outputs.moving_frame`).
         request: the engine request's options (``model``, ``device``, ``alignment``); the images are added here.
         apply: ``apply(reply, arrived_s)`` puts one registration into MRML (main thread).
         on_failure: ``on_failure(error)`` when a frame cannot be read or registered; the session stops first.

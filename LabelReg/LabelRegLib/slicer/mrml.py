@@ -1,6 +1,6 @@
 """The adapter between MRML nodes and the engine's types: the only engine file that imports slicer.
 
-- volume nodes <-> :class:`~LabelRegLib.volume.Volume` (``slicer.util.arrayFromVolume``
+- volume nodes <-> :class:`~LabelRegLib.core.volume.Volume` (``slicer.util.arrayFromVolume``
   gives ``[k, j, i]``; the node's IJK->RAS matrix is already RAS);
 - a RAS displacement field -> a ``vtkOrientedGridTransform`` set on a grid
   transform node with ``SetAndObserveTransformFromParent``: Slicer resamples a
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
-from .volume import Volume
+from ..core.errors import InputError
+from ..core.volume import Volume
 
 
 def _matrix_to_numpy(vtk_matrix) -> np.ndarray:
@@ -56,11 +56,10 @@ def volume_from_node(node, role: str, to_world: np.ndarray | None = None) -> Vol
     ``to_world`` maps the node's own RAS to world (default: its parent
     transform, which must be linear).
     """
+    import slicer
     import vtk
 
-    import slicer
-
-    from .volume import check_volume
+    from ..core.volume import check_volume
 
     if node is None:
         raise InputError(role, "no volume selected")
@@ -88,10 +87,9 @@ def update_volume_node(node, volume: Volume) -> None:
 
 def set_grid_transform(transform_node, displacement: Volume) -> None:
     """Store a RAS displacement field (``[K, J, I, 3]`` mm on its grid) as the node's transform from parent."""
+    import slicer
     import vtk
     from vtk.util import numpy_support
-
-    import slicer
 
     spacing = displacement.spacing
     direction = np.eye(4)
@@ -119,7 +117,7 @@ def grid_transform_displacement(transform_node) -> Volume:
     transform = transform_node.GetTransformFromParent()
     grid = transform.GetDisplacementGrid()
     direction = _matrix_to_numpy(transform.GetGridDirectionMatrix())[:3, :3]
-    from .volume import make_ijk_to_ras
+    from ..core.volume import make_ijk_to_ras
 
     matrix = make_ijk_to_ras(grid.GetSpacing(), grid.GetOrigin(), direction)
     return Volume(np.array(slicer.util.arrayFromGridTransform(transform_node)), matrix, transform_node.GetName())

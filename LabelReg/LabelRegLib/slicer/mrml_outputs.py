@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from ..core.errors import InputError
+from ..core.volume import Volume
 from .mrml import (
     node_ids,
     remove_nodes_added_since,
@@ -31,7 +32,6 @@ from .mrml import (
     update_volume_node,
     volume_from_node,
 )
-from .volume import Volume
 
 # output transform -> the MR's own parent transform (remapped on scene import)
 MOVING_PARENT_REFERENCE = "labelRegMovingParent"
@@ -113,9 +113,8 @@ def segments_as_labels(scene, segmentation_node) -> tuple[Volume, object]:
     of Slicer's binary labelmaps, padded by a voxel of background) and the colour table Slicer made for it,
     which names and colours each label value as its segment. The scratch labelmap is removed; the colour table
     stays in the scene for the labelmap on the US (:func:`show_labelmap`)."""
-    import vtk
-
     import slicer
+    import vtk
 
     scratch_ids = node_ids(scene)
     colour = None

@@ -85,7 +85,7 @@ class ParameterNodePanel:
 
 
 def fill_model_list(comboBox, catalogue, chosen: str) -> None:
-    """Fill the LabelReg panel's model list from the :class:`~LabelRegLib.model_catalogue.ModelCatalogue` (each
+    """Fill the LabelReg panel's model list from the :class:`~LabelRegLib.registration.model_catalogue.ModelCatalogue` (each
     item's data is the file's path) and select ``chosen`` (the bundled model when ""), without signalling."""
     comboBox.blockSignals(True)
     comboBox.clear()

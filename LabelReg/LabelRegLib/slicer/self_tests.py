@@ -37,8 +37,8 @@ class SceneGuard:
 
 def phantom_nodes(scene, seed: int = 1001) -> tuple:
     """``(pair, MR node, US node, MR gland segmentation)`` of a phantom pair added to ``scene``."""
+    from ..data.phantom import make_phantom_pair
     from .mrml import add_phantom_nodes
-    from .phantom import make_phantom_pair
 
     pair = make_phantom_pair(seed)
     return (pair, *add_phantom_nodes(scene, pair, prefix="LabelRegTest "))
@@ -49,9 +49,9 @@ def register_phantom(test, logicClass) -> None:
     better than the centres-aligned start, and its centroid is closer."""
     import slicer
 
-    from .metrics import dice, tre_mm
+    from ..core.metrics import dice, tre_mm
+    from ..core.spatial import initial_alignment, resample_volume
     from .mrml import volume_from_node
-    from .spatial import initial_alignment, resample_volume
 
     test.delayDisplay("Registering a phantom MR/US pair")
     pair, moving, fixed, segmentation = phantom_nodes(slicer.mrmlScene)
@@ -114,8 +114,8 @@ def train_stop_resume_register(test, trainingLogicClass, registrationLogicClass,
     """Train a tiny network on phantoms, stop it, resume it, finish it, and register with the model."""
     import slicer
 
+    from ..data.phantom import make_phantom_pair, write_phantom_folder
     from .mrml import update_volume_node
-    from .phantom import make_phantom_pair, write_phantom_folder
     from .training_panel import can_resume
 
     test.delayDisplay("Training a tiny network on phantom data")
@@ -153,7 +153,7 @@ def train_stop_resume_register(test, trainingLogicClass, registrationLogicClass,
 def run_self_tests(test, moduleName: str, *tests) -> None:
     """Run ``tests`` between ``test.setUp()`` and ``test.tearDown()``; skipped, saying so, where torch or
     nibabel is missing (e.g. on the extension build machines: nothing to register or train with)."""
-    from .slicer_dependencies import missing_dependencies
+    from .dependencies import missing_dependencies
 
     missing = missing_dependencies()
     if missing:

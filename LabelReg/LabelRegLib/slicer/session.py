@@ -2,7 +2,7 @@
 
 The panels' logic objects come and go (one per panel, one per self-test, new
 classes after a Reload); a few things must be one per session: the model list
-of the LabelReg panel (:class:`~LabelRegLib.model_catalogue.ModelCatalogue`),
+of the LabelReg panel (:class:`~LabelRegLib.registration.model_catalogue.ModelCatalogue`),
 the registration worker process and the training process. :func:`shared`
 keeps them here, in a module that a Reload does not replace.
 
@@ -41,7 +41,7 @@ def reload_library() -> list[str]:
     for name in forgotten:
         del sys.modules[name]
     if catalogue is not None:
-        from LabelRegLib.model_catalogue import ModelCatalogue  # the edited code
+        from LabelRegLib.registration.model_catalogue import ModelCatalogue  # the edited code
 
         renewed = shared("catalogue", lambda: ModelCatalogue(catalogue.bundled))
         renewed.extra, renewed.devices = list(catalogue.extra), catalogue.devices

@@ -29,7 +29,7 @@ import typing
 from pathlib import Path
 
 # the module folders: side by side in an installed extension, LabelReg/ and LabelRegTraining/ in a checkout
-_LABELREG_DIR = Path(__file__).resolve().parents[1]
+_LABELREG_DIR = Path(__file__).resolve().parents[2]  # LabelReg/LabelRegLib/slicer/standalone.py
 MODULE_DIRS = [
     _LABELREG_DIR,
     *[d for d in (_LABELREG_DIR.parent / "LabelRegTraining",) if (d / "LabelRegTraining.py").is_file()],
@@ -55,156 +55,145 @@ class _App:
         pass
 
 
+class ScriptedLoadableModule:
+    def __init__(self, parent):
+        self.parent = parent
+
+
+class ScriptedLoadableModuleWidget:
+    def __init__(self, parent=None):
+        self.parent = parent
+
+
+class ScriptedLoadableModuleLogic:
+    def __init__(self, parent=None):
+        self.moduleName = type(self).__name__[: -len("Logic")]
+
+    def getParameterNode(self):
+        """The module's singleton parameter node, created in the scene on first use (as in Slicer)."""
+        import slicer
+
+        scene = slicer.mrmlScene
+        node = scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
+        if node is None:
+            node = slicer.vtkMRMLScriptedModuleNode()
+            node.SetSingletonTag(self.moduleName)
+            node.SetName(self.moduleName)
+            node.SetModuleName(self.moduleName)
+            node = scene.AddNode(node)
+        return node
+
+
+class ScriptedLoadableModuleTest:
+    def delayDisplay(self, message, msec=0):
+        print(message)
+
+    def assertTrue(self, value, message=""):
+        assert value, message
+
+    def assertEqual(self, a, b, message=""):
+        assert a == b, message or f"{a} != {b}"
+
+    def assertGreater(self, a, b, message=""):
+        assert a > b, message or f"{a} <= {b}"
+
+    def assertLess(self, a, b, message=""):
+        assert a < b, message or f"{a} >= {b}"
+
+    def assertIsNotNone(self, value, message=""):
+        assert value is not None, message
+
+
 def _scripted_loadable_module():
-    import slicer
-
     module = types.ModuleType("slicer.ScriptedLoadableModule")
-
-    class ScriptedLoadableModule:
-        def __init__(self, parent):
-            self.parent = parent
-
-    class ScriptedLoadableModuleWidget:
-        def __init__(self, parent=None):
-            self.parent = parent
-
-    class ScriptedLoadableModuleLogic:
-        def __init__(self, parent=None):
-            self.moduleName = type(self).__name__[: -len("Logic")]
-
-        def getParameterNode(self):
-            """The module's singleton parameter node, created in the scene on first use (as in Slicer)."""
-            scene = slicer.mrmlScene
-            node = scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
-            if node is None:
-                node = slicer.vtkMRMLScriptedModuleNode()
-                node.SetSingletonTag(self.moduleName)
-                node.SetName(self.moduleName)
-                node.SetModuleName(self.moduleName)
-                node = scene.AddNode(node)
-            return node
-
-    class ScriptedLoadableModuleTest:
-        def delayDisplay(self, message, msec=0):
-            print(message)
-
-        def assertTrue(self, value, message=""):
-            assert value, message
-
-        def assertEqual(self, a, b, message=""):
-            assert a == b, message or f"{a} != {b}"
-
-        def assertGreater(self, a, b, message=""):
-            assert a > b, message or f"{a} <= {b}"
-
-        def assertLess(self, a, b, message=""):
-            assert a < b, message or f"{a} >= {b}"
-
-        def assertIsNotNone(self, value, message=""):
-            assert value is not None, message
-
-    for cls in (
+    classes = (
         ScriptedLoadableModule,
         ScriptedLoadableModuleWidget,
         ScriptedLoadableModuleLogic,
         ScriptedLoadableModuleTest,
-    ):
+    )
+    for cls in classes:
         setattr(module, cls.__name__, cls)
-    module.__all__ = [
-        cls.__name__
-        for cls in (
-            ScriptedLoadableModule,
-            ScriptedLoadableModuleWidget,
-            ScriptedLoadableModuleLogic,
-            ScriptedLoadableModuleTest,
-        )
-    ]
+    module.__all__ = [cls.__name__ for cls in classes]
     return module
 
 
-def _parameter_node_wrapper():
+class WithinRange:
+    def __init__(self, minimum, maximum):
+        self.minimum, self.maximum = minimum, maximum
+
+
+class Choice:
+    def __init__(self, choices):
+        self.choices = list(choices)
+
+
+class Default:
+    def __init__(self, value):
+        self.value = value
+
+
+VALUE_TYPES = (str, int, float, bool, pathlib.Path)  # kept as parameter text; everything else is a node reference
+
+
+def _base_type(annotation):
+    if typing.get_origin(annotation) is typing.Annotated:
+        return typing.get_args(annotation)[0]
+    return annotation
+
+
+def parameterNodeWrapper(cls):
     """Typed parameters kept in a scripted module node: strings, paths, numbers, booleans and node references."""
-    module = types.ModuleType("slicer.parameterNodeWrapper")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    defaults = {name: getattr(cls, name) for name in hints if hasattr(cls, name)}
 
-    class WithinRange:
-        def __init__(self, minimum, maximum):
-            self.minimum, self.maximum = minimum, maximum
+    def __init__(self, node):
+        object.__setattr__(self, "parameterNode", node)
+        for name, value in defaults.items():
+            if not node.GetParameter(name) and _base_type(hints[name]) in VALUE_TYPES:
+                setattr(self, name, value)
 
-    class Choice:
-        def __init__(self, choices):
-            self.choices = list(choices)
-
-    class Default:
-        def __init__(self, value):
-            self.value = value
-
-    VALUE_TYPES = (str, int, float, bool, pathlib.Path)
-
-    def _base_type(annotation):
-        if typing.get_origin(annotation) is typing.Annotated:
-            return typing.get_args(annotation)[0]
-        return annotation
-
-    def parameterNodeWrapper(cls):
-        hints = typing.get_type_hints(cls, include_extras=True)
-        defaults = {name: getattr(cls, name) for name in hints if hasattr(cls, name)}
-
-        def __init__(self, node):
-            object.__setattr__(self, "parameterNode", node)
-            for name, value in defaults.items():
-                if not node.GetParameter(name) and _base_type(hints[name]) in VALUE_TYPES:
-                    setattr(self, name, value)
-
-        def __getattr__(self, name):
-            if name not in hints:
-                raise AttributeError(name)
-            node = object.__getattribute__(self, "parameterNode")
-            kind = _base_type(hints[name])
-            if kind in VALUE_TYPES:
-                text = node.GetParameter(name)
-                if kind is bool:
-                    return text == "true"
-                return kind(text) if text != "" else defaults.get(name, kind())
-            return node.GetNodeReference(name)
-
-        def __setattr__(self, name, value):
-            if name not in hints:
-                raise AttributeError(f"{cls.__name__} has no parameter '{name}'")
-            node = object.__getattribute__(self, "parameterNode")
-            kind = _base_type(hints[name])
+    def __getattr__(self, name):
+        if name not in hints:
+            raise AttributeError(name)
+        node = object.__getattribute__(self, "parameterNode")
+        kind = _base_type(hints[name])
+        if kind in VALUE_TYPES:
+            text = node.GetParameter(name)
             if kind is bool:
-                node.SetParameter(name, "true" if value else "false")
-            elif kind in VALUE_TYPES:
-                node.SetParameter(name, str(value))
-            else:
-                node.SetNodeReferenceID(name, value.GetID() if value is not None else None)
+                return text == "true"
+            return kind(text) if text != "" else defaults.get(name, kind())
+        return node.GetNodeReference(name)
 
-        # observers go to the MRML parameter node, as in Slicer's wrapper (parameterNodeWrapper/wrapper.py)
-        def AddObserver(self, event, callback, priority=0.0):
-            return object.__getattribute__(self, "parameterNode").AddObserver(event, callback, priority)
+    def __setattr__(self, name, value):
+        if name not in hints:
+            raise AttributeError(f"{cls.__name__} has no parameter '{name}'")
+        node = object.__getattribute__(self, "parameterNode")
+        kind = _base_type(hints[name])
+        if kind is bool:
+            node.SetParameter(name, "true" if value else "false")
+        elif kind in VALUE_TYPES:
+            node.SetParameter(name, str(value))
+        else:
+            node.SetNodeReferenceID(name, value.GetID() if value is not None else None)
 
-        def RemoveObserver(self, tag):
-            object.__getattribute__(self, "parameterNode").RemoveObserver(tag)
+    # observers go to the MRML parameter node, as in Slicer's wrapper (parameterNodeWrapper/wrapper.py)
+    def AddObserver(self, event, callback, priority=0.0):
+        return object.__getattribute__(self, "parameterNode").AddObserver(event, callback, priority)
 
-        wrapper = type(
-            cls.__name__,
-            (),
-            {
-                "__init__": __init__,
-                "__getattr__": __getattr__,
-                "__setattr__": __setattr__,
-                "__annotations__": hints,
-                "AddObserver": AddObserver,
-                "RemoveObserver": RemoveObserver,
-            },
-        )
-        wrapper.allParameters = hints
-        return wrapper
+    def RemoveObserver(self, tag):
+        object.__getattribute__(self, "parameterNode").RemoveObserver(tag)
 
-    module.parameterNodeWrapper = parameterNodeWrapper
-    module.WithinRange = WithinRange
-    module.Choice = Choice
-    module.Default = Default
+    members = {"__init__": __init__, "__getattr__": __getattr__, "__setattr__": __setattr__, "__annotations__": hints}
+    wrapper = type(cls.__name__, (), {**members, "AddObserver": AddObserver, "RemoveObserver": RemoveObserver})
+    wrapper.allParameters = hints
+    return wrapper
+
+
+def _parameter_node_wrapper():
+    module = types.ModuleType("slicer.parameterNodeWrapper")
+    for member in (parameterNodeWrapper, WithinRange, Choice, Default):
+        setattr(module, member.__name__, member)
     return module
 
 

@@ -22,7 +22,7 @@ def output_directory(output_model: str) -> str:
 
 
 def can_resume(output_model: str) -> bool:
-    from .outputs import CHECKPOINT_NAME
+    from ..core.outputs import CHECKPOINT_NAME
 
     return bool(output_model) and os.path.isfile(os.path.join(output_directory(output_model), CHECKPOINT_NAME))
 
@@ -49,8 +49,8 @@ def train_arguments(recipe: str, output_model: str, data: dict, settings: dict, 
     """The ``labelreg train`` arguments: the ``recipe`` .ini, then the output, ``data`` (``data_dir`` and the
     four folder keys, "" for unset) and the panel's ``settings`` (``labelreg train`` keys) as overrides; with
     ``initial_model``, fine-tuning: that model's own architecture, working spacing and alignment override them."""
-    from .config import train_config_from_ini
-    from .model_file import model_settings_flags, peek_model_header
+    from ..core.config import train_config_from_ini
+    from ..nets.model_file import model_settings_flags, peek_model_header
 
     defaults = train_config_from_ini(recipe)
     iterations = int(settings["total_iterations"])

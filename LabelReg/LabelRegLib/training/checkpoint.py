@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelFileError
-from .io import atomic_output
-from .model_file import load_weights_only
+from ..core.errors import ModelFileError
+from ..core.writes import atomic_output
+from ..nets.model_file import load_weights_only
 
 CHECKPOINT_FORMAT = "labelreg-checkpoint"
 
@@ -35,7 +35,7 @@ def write_checkpoint(path: Path, architecture: dict, state: dict) -> None:
 
 def _verify_checkpoint(path: Path, payload: dict) -> None:
     """A checkpoint just written, read back before it replaces the last good one."""
-    from .io import ShortWrite
+    from ..core.writes import ShortWrite
 
     try:
         written = load_weights_only(path, "training checkpoint")
@@ -59,7 +59,7 @@ def read_checkpoint(path: Path, architecture: dict) -> dict:
 
 
 def training_state(trainer) -> dict:
-    """What :func:`write_checkpoint` saves of a :class:`~LabelRegLib.training.Trainer`: everything its next step
+    """What :func:`write_checkpoint` saves of a :class:`~LabelRegLib.training.trainer.Trainer`: everything its next step
     depends on (network, optimiser, weight averages, segmentation head, random generator, epoch order) and the
     curves so far."""
     from .distributed import Distributed

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import GlandSettings
-from .data import Case
-from .gland_network import MODALITIES, GlandNet
-from .glands import gland_grid_input, pad_centred_array, segmentation_grid
-from .spatial import affine_warp, random_affine
+from ..core.config import GlandSettings
+from ..core.spatial import affine_warp, random_affine
+from ..data.cases import Case
+from ..nets.gland_network import MODALITIES, GlandNet
+from ..registration.glands import gland_grid_input, pad_centred_array, segmentation_grid
 
 
 class GlandTrainingData:
@@ -32,7 +32,7 @@ class GlandTrainingData:
     ``[N, 1, K, J, I]``, ``modalities`` ``[N]`` (0 MR, 1 US)."""
 
     def __init__(self, cases: list[Case], spacing_mm: float, phantom_pairs: int = 0):
-        from .phantom import make_phantom_pair
+        from ..data.phantom import make_phantom_pair
 
         phantoms = [make_phantom_pair(seed) for seed in range(phantom_pairs)]
         sources = [(c.moving_image, c.moving_labels[0], "mr") for c in cases]
@@ -84,7 +84,7 @@ class GlandTrainer:
         log=print,
         quality_dice_threshold: float | None = None,
     ):
-        from .device import select_device
+        from ..core.device import select_device
 
         self.settings = (settings or GlandSettings()).validate()
         self.output = Path(output)
@@ -128,7 +128,7 @@ class GlandTrainer:
 
     def run(self) -> Path:
         """Train, write the model file; returns its path."""
-        from .model_file import save_model
+        from ..nets.model_file import save_model
 
         s = self.settings
         optimizer = torch.optim.Adam(self.network.parameters(), lr=s.learning_rate)
@@ -155,9 +155,9 @@ class GlandTrainer:
         return self.output
 
     def header(self, wall_s: float) -> dict:
-        from . import __version__
-        from .config import GLAND_NETWORK_TYPE
-        from .preprocess import DEFAULT_NORMALISATION
+        from .. import __version__
+        from ..core.config import GLAND_NETWORK_TYPE
+        from ..data.preprocess import DEFAULT_NORMALISATION
 
         return {
             "architecture": {

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from . import __version__
-from .config import NETWORK_TYPES, TrainConfig, training_record
-from .errors import ModelFileError
-from .model_file import model_settings_flags, read_model_payload
-from .preprocess import DEFAULT_NORMALISATION
+from .. import __version__
+from ..core.config import NETWORK_TYPES, TrainConfig, training_record
+from ..core.errors import ModelFileError
+from ..data.preprocess import DEFAULT_NORMALISATION
+from ..nets.model_file import model_settings_flags, read_model_payload
 
 
 def architecture_of(config: TrainConfig) -> dict:

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from .io import atomic_output, verify_png, write_text
+from ..core.writes import atomic_output, verify_png, write_text
 
 COLUMNS = ["step", "loss", "similarity", "regulariser", "val_dice", "val_tre_mm", "val_folding", "elapsed_s"]
 

@@ -27,19 +27,19 @@ from pathlib import Path
 
 import torch
 
-from .augmentation import Augmentation
+from ..core.config import TrainConfig, write_ini
+from ..core.device import select_device
+from ..core.outputs import CHECKPOINT_NAME, run_folder
+from ..data.augmentation import Augmentation
+from ..data.cases import Case
+from ..nets.losses import label_loss
+from ..nets.model_file import save_model
+from ..nets.networks import build_network
+from ..nets.segmentation_head import GlandSegmentationHead, segmentation_loss
 from .checkpoint import read_checkpoint, restore_training_state, training_state, write_checkpoint
-from .config import TrainConfig, write_ini
-from .data import Case
-from .device import select_device
 from .distributed import Distributed
-from .losses import label_loss
-from .model_file import save_model
 from .model_header import architecture_of, load_initial_weights, model_header
-from .networks import build_network
-from .outputs import CHECKPOINT_NAME, run_folder
 from .progress import ProgressLog
-from .segmentation_head import GlandSegmentationHead, segmentation_loss
 from .training_data import EpochSampler, TrainingData
 from .validation import validate_pairs
 from .weight_averages import WeightAverages
@@ -152,7 +152,7 @@ class Trainer:
     # ------------------------------------------------------------ main loop
     def run(self, resume: bool = False) -> Path:
         """Train (or, with ``resume``, continue the run folder's training); returns the model file. The run folder
-        is checked and held for this training alone first (:class:`~LabelRegLib.outputs.RunFolder`)."""
+        is checked and held for this training alone first (:class:`~LabelRegLib.core.outputs.RunFolder`)."""
         c = self.config
         if not self.dist.is_main:
             return self._run(resume)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import FOLDER_KEYS, TrainConfig
-from .data import Case, load_data_folder
-from .errors import InputError
-from .preprocess import WorkingPair, prepare_pair
-from .spatial import affine_warp
+from ..core.config import FOLDER_KEYS, TrainConfig
+from ..core.errors import InputError
+from ..core.spatial import affine_warp
+from ..data.cases import Case, load_data_folder
+from ..data.preprocess import WorkingPair, prepare_pair
 
 
 def split_cases(n_cases: int, validation_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -43,7 +43,7 @@ class TrainingData:
             )
         self.train_idx, self.val_idx = split_cases(len(cases), c.validation_fraction, c.seed)
         if c.phantom_pairs:  # synthetic pairs, in the training share only
-            from .phantom import make_phantom_pair
+            from ..data.phantom import make_phantom_pair
 
             phantoms = [make_phantom_pair(seed) for seed in range(c.phantom_pairs)]
             self.train_idx += list(range(len(cases), len(cases) + len(phantoms)))
@@ -117,8 +117,8 @@ class TrainingData:
 
 def glands_initials(cases: list[Case], config: TrainConfig) -> list[np.ndarray]:
     """The ``glands`` initial alignment of every case, from the predicted glands (as registration will see them)."""
-    from .gland_alignment import glands_initial
-    from .glands import GlandSegmenter
+    from ..registration.gland_alignment import glands_initial
+    from ..registration.glands import GlandSegmenter
 
     segmenter = GlandSegmenter(config.gland_model or None, "cpu")
     initials = []

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .metrics import dice, tre_mm
-from .preprocess import WorkingPair
-from .spatial import folding_fraction, warp
-from .volume import Volume
+from ..core.metrics import dice, tre_mm
+from ..core.spatial import folding_fraction, warp
+from ..core.volume import Volume
+from ..data.preprocess import WorkingPair
 
 
 @torch.no_grad()

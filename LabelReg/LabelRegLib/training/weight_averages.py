@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .config import TrainConfig
-from .errors import ModelFileError
+from ..core.config import TrainConfig
+from ..core.errors import ModelFileError
 
 
 class WeightAverages:

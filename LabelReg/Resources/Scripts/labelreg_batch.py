@@ -14,7 +14,7 @@ optionally ``segmentation, output_segmentation, output_labelmap, moving_points,
 points_on_fixed`` (MR targets mapped onto the US, as ``labelreg map-points --to us``).
 
 The same script runs under plain Python with the ``slicer-core`` wheel (from a
-LabelReg checkout): ``LabelRegLib.slicer_standalone`` stands in for
+LabelReg checkout): ``LabelRegLib.slicer.standalone`` stands in for
 the Slicer application. Files are read and written by Slicer's own storage
 nodes; the registration is ``LabelRegLogic.register``, the method the Register
 button calls.
@@ -40,7 +40,7 @@ def _slicer():
     if str(MODULE_DIR) not in sys.path:
         sys.path.insert(0, str(MODULE_DIR))
     if not hasattr(slicer, "app"):
-        from LabelRegLib import slicer_standalone
+        from LabelRegLib.slicer import standalone as slicer_standalone
 
         slicer_standalone.install()
     return slicer
@@ -61,8 +61,8 @@ def _read(slicer, node_class: str, storage_class: str, path: str):
 
 def _write(slicer, node, storage_class: str, path: str, verify) -> None:
     """Write with Slicer's storage node to a temporary file, check it with ``verify(temporary)`` (ITK's writers
-    report a full disk only on the console), then rename it into place (``LabelRegLib.io.atomic_output``)."""
-    from LabelRegLib.io import atomic_output
+    report a full disk only on the console), then rename it into place (``LabelRegLib.core.writes.atomic_output``)."""
+    from LabelRegLib.core.writes import atomic_output
 
     storage = slicer.mrmlScene.AddNewNodeByClass(storage_class)
     try:
@@ -75,9 +75,9 @@ def _write(slicer, node, storage_class: str, path: str, verify) -> None:
 
 
 def _write_transform(slicer, node, path: str) -> None:
-    from LabelRegLib.io import ShortWrite, check_room
-    from LabelRegLib.mrml import grid_transform_displacement
-    from LabelRegLib.transform_io import read_displacement
+    from LabelRegLib.core.transform_io import read_displacement
+    from LabelRegLib.core.writes import ShortWrite, check_room
+    from LabelRegLib.slicer.mrml import grid_transform_displacement
 
     field = grid_transform_displacement(node)
 
@@ -91,14 +91,15 @@ def _write_transform(slicer, node, path: str) -> None:
 
 
 def _write_labelmap(slicer, node, path: str) -> None:
-    from LabelRegLib.io import verify_volume
+    from LabelRegLib.core.io import verify_volume
 
     voxels = slicer.util.arrayFromVolume(node).copy()
     _write(slicer, node, "vtkMRMLVolumeArchetypeStorageNode", path, lambda temporary: verify_volume(temporary, voxels))
 
 
 def _write_segmentation(slicer, node, path: str) -> None:
-    from LabelRegLib.io import ShortWrite, read_labels
+    from LabelRegLib.core.io import read_labels
+    from LabelRegLib.core.writes import ShortWrite
 
     count = node.GetSegmentation().GetNumberOfSegments()
 
@@ -130,8 +131,8 @@ def register_case(logic, slicer, case: dict, options: dict) -> None:
     if case.get("output_labelmap"):
         _write_labelmap(slicer, logic.lastLabelmapNode, case["output_labelmap"])
     if case.get("moving_points"):  # the MR has no parent here: the transform maps US world to MR world
-        from LabelRegLib.mrml import grid_transform_displacement
-        from LabelRegLib.point_mapping import map_point_file
+        from LabelRegLib.registration.point_mapping import map_point_file
+        from LabelRegLib.slicer.mrml import grid_transform_displacement
 
         map_point_file(grid_transform_displacement(transform), case["moving_points"], case["points_on_fixed"])
     print(f"{case['moving']} -> {case['fixed']}: {logic.lastStatus}", flush=True)
@@ -145,10 +146,10 @@ def _cases(args, parser) -> list:
     """The cases to register, checked as the command line checks them before any work: every output against every
     input, every other output and the disk; something to write in every case; every image read and checked (3D,
     grey-scale, finite: Slicer's reader would load a NaN as 0)."""
-    from LabelRegLib.errors import InputError
-    from LabelRegLib.io import read_volume
-    from LabelRegLib.outputs import check_rows
-    from LabelRegLib.pairs_csv import BATCH_COLUMNS, columns_of, read_pairs
+    from LabelRegLib.core.errors import InputError
+    from LabelRegLib.core.io import read_volume
+    from LabelRegLib.core.outputs import check_rows
+    from LabelRegLib.core.pairs_csv import BATCH_COLUMNS, columns_of, read_pairs
 
     single = [f"--{column.replace('_', '-')}" for column in BATCH_COLUMNS if getattr(args, column)]
     if args.cases and single:
@@ -182,10 +183,10 @@ def _cases(args, parser) -> list:
 
 def _check_engine(args) -> None:
     """The model (a registration model, not a gland model) and the device, before any case runs."""
-    from LabelRegLib.config import NETWORK_TYPES
-    from LabelRegLib.device import select_device
-    from LabelRegLib.errors import ModelFileError
-    from LabelRegLib.model_file import default_model_path, read_model_header
+    from LabelRegLib.core.config import NETWORK_TYPES
+    from LabelRegLib.core.device import select_device
+    from LabelRegLib.core.errors import ModelFileError
+    from LabelRegLib.nets.model_file import default_model_path, read_model_header
 
     path = args.model or default_model_path()
     kind = read_model_header(path)["architecture"].get("network_type")
@@ -235,8 +236,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     slicer = _slicer()
+    from LabelRegLib.core.errors import LabelRegError
+
     import LabelReg
-    from LabelRegLib.errors import LabelRegError
 
     _ensure_dependencies(LabelReg.LabelRegLogic, parser)
     try:
@@ -278,8 +280,8 @@ def run(argv) -> int:
         print("labelreg_batch.py: interrupted", file=sys.stderr, flush=True)
         return 130
     finally:
-        if "LabelRegLib.outputs" in sys.modules:
-            sys.modules["LabelRegLib.outputs"].release_claims()
+        if "LabelRegLib.core.outputs" in sys.modules:
+            sys.modules["LabelRegLib.core.outputs"].release_claims()
 
 
 if __name__ == "__main__":
