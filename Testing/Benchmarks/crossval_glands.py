@@ -14,11 +14,10 @@ and prints the table. Every number is held out.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,10 +27,11 @@ MEASURES = ("gland_dice_mr", "gland_centroid_mm_mr", "gland_dice_us", "gland_cen
 
 
 def main() -> int:
-    from LabelRegLib.core.config import GlandSettings, train_config_from_ini
-    from LabelRegLib.core.settings import parse_value
+    from LabelRegLib.cli.train_glands import add_gland_settings, gland_settings_from
+    from LabelRegLib.core.config import train_config_from_ini
+    from LabelRegLib.core.writes import write_text
     from LabelRegLib.evaluation.crossval import CrossValidation
-    from LabelRegLib.evaluation.evaluate import gland_accuracy
+    from LabelRegLib.evaluation.evaluate import gland_accuracy, write_metrics_csv
     from LabelRegLib.registration.glands import GlandSegmenter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,14 +40,10 @@ def main() -> int:
     parser.add_argument("--output", required=True, help="the cross-validation folder")
     parser.add_argument("--only-fold", type=int, action="append", help="train and measure this fold only")
     parser.add_argument("--device", default="cpu")
-    for f in fields(GlandSettings):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, metavar="V", help=f.metadata["help"])
+    add_gland_settings(parser)
     args = parser.parse_args()
 
-    settings = GlandSettings()
-    for f in fields(GlandSettings):
-        if getattr(args, f.name) is not None:
-            setattr(settings, f.name, parse_value(getattr(args, f.name), f))
+    settings = gland_settings_from(args)
     crossval = CrossValidation(
         [train_config_from_ini(args.recipe)], args.folds, args.output, resume=True, glands=True, gland_settings=settings
     )
@@ -62,17 +58,14 @@ def main() -> int:
             rows.append({"case": case.name, "fold": fold, **{key: measures[key] for key in MEASURES}})
 
     output = Path(args.output)
-    with open(output / "glands.csv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_metrics_csv(rows, output / "glands.csv", list(rows[0]))
     summary = {
         "settings": asdict(settings),
         "folds": sorted({row["fold"] for row in rows}),
         "n_cases": len(rows),
         **{f"{key}_median": statistics.median(row[key] for row in rows) for key in MEASURES},
     }
-    (output / "glands_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(output / "glands_summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"\nheld-out gland models over {len(rows)} cases (medians), folds {summary['folds']}")
     for modality in ("mr", "us"):
         print(

@@ -9,8 +9,6 @@ from .options import fraction
 
 
 def add_parser(commands):
-    from ..core.config import GlandSettings
-
     parser = commands.add_parser(
         "train-glands",
         help="train the gland segmentation model (glands alignment, quality score) on a data folder",
@@ -27,6 +25,14 @@ def add_parser(commands):
         "crossval --glands: its summary.json quality.dice_threshold)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace the model file if it exists")
+    add_gland_settings(parser)
+    parser.set_defaults(func=run_train_glands)
+
+
+def add_gland_settings(parser) -> None:
+    """One ``--key`` flag per :class:`~..core.config.GlandSettings` field, with its range, unit and default."""
+    from ..core.config import GlandSettings
+
     for f in fields(GlandSettings):
         unit = f" {f.metadata['unit']}" if f.metadata["unit"] else ""
         parser.add_argument(
@@ -37,22 +43,27 @@ def add_parser(commands):
             help=f"{f.metadata['help']} ({f.metadata['minimum']:g} to {f.metadata['maximum']:g}{unit}; "
             f"default {f.default}{unit})",
         )
-    parser.set_defaults(func=run_train_glands)
+
+
+def gland_settings_from(args):
+    """The defaults, then the flags given: parsed and checked by the settings' schema."""
+    from ..core.config import GlandSettings
+    from ..core.settings import parse_value
+
+    settings = GlandSettings()
+    for f in fields(GlandSettings):
+        if getattr(args, f.name) is not None:
+            setattr(settings, f.name, parse_value(getattr(args, f.name), f))
+    return settings.validate("the command line")
 
 
 def run_train_glands(args) -> int:
-    from ..core.config import GlandSettings
     from ..core.outputs import check_outputs
-    from ..core.settings import parse_value
     from ..data.cases import load_data_folder
     from ..training.gland_training import GlandTrainer
 
     check_outputs({"--output": args.output}, overwrite=args.overwrite, suffixes={"--output": (".pt",)})
-    settings = GlandSettings()  # the defaults, then the flags given: parsed and checked by the settings' schema
-    for f in fields(GlandSettings):
-        if getattr(args, f.name) is not None:
-            setattr(settings, f.name, parse_value(getattr(args, f.name), f))
-    settings.validate("the command line")
+    settings = gland_settings_from(args)
     trainer = GlandTrainer(
         load_data_folder(args.data_dir),
         args.output,

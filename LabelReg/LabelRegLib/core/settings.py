@@ -89,8 +89,9 @@ def setting_problem(value, f) -> str:
         return "must be text"
     if meta["choices"] and value not in meta["choices"]:
         return f"allowed: {', '.join(meta['choices'])}"
-    if meta["check"] is not None and meta["check"](value):
-        return meta["check"](value)
+    problem = meta["check"](value) if meta["check"] is not None else ""
+    if problem:
+        return problem
     if low is not None and any(n < low or n > high for n in numbers):
         return f"allowed: {low:g} to {high:g}" + (f" {meta['unit']}" if meta["unit"] else "")
     return ""
