@@ -112,3 +112,29 @@ def test_a_glands_recipe_trains_a_gland_model_per_fold_and_scores_the_held_out_p
     assert {"quality_dice", "quality_centroid_mm", "gland_dice_us", "gland_centroid_mm_mr"} <= set(columns)
     assert 0.0 <= summary["quality"]["dice_threshold"] <= 1.0
     assert "spearman_quality_dice_vs_tre" in summary["quality"]
+    # the two warnings measured on the held-out rows: the fields' spread per landmark, the self-check as a detector
+    assert "spread_mm" in (tmp_path / "cv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert summary["uncertainty"]["n_landmarks"] > 0 and summary["uncertainty"]["spread_mm_median"] >= 0
+    assert set(summary["uncertainty"]["spread_threshold_mm_per_fold"]) == {"0", "1", "2"}
+    assert {"share_of_failed_flagged", "share_of_others_flagged"} <= set(summary["quality"]["detector"])
+
+    # another cross-validation on the same split uses these fold gland models instead of training its own
+    other = tmp_path / "cv-other"
+    code, printed = _crossval(
+        "crossval", recipe, "--folds", 3, "--output", other, "--gland-models-from", tmp_path / "cv", "--mirror", "j"
+    )
+    assert code == 0 and printed.count("glands: finished earlier") == 3 and not list(other.glob("fold*/glands"))
+    assert "as a failure detector: flags" in printed and "fields' spread at" in printed
+
+
+def test_gland_models_taken_from_another_folder_must_be_finished_there(phantom_folder, tmp_path):
+    from LabelRegLib.evaluation.crossval import CrossValidation
+
+    recipe = tmp_path / "recipe.ini"
+    recipe.write_text(RECIPE.format(data=phantom_folder, out=tmp_path, extra=""))
+    crossval = CrossValidation(
+        [train_config_from_ini(recipe)], 3, tmp_path / "cv", gland_models_from=tmp_path / "none", glands=True
+    )
+    assert crossval.gland_model(1) == tmp_path / "none" / "fold1" / "glands" / "model.pt"
+    with pytest.raises(InputError, match="holds no finished gland model of fold 0"):
+        crossval.run("cpu")

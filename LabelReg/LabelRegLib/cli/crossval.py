@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
+from .options import add_mirror_option
 from .reports import FOLD_MEDIANS, medians, print_before_after
 
 
@@ -29,6 +30,13 @@ def add_parser(commands):
         help="also train a gland segmentation model per fold: the held-out pairs get the quality score, and the "
         "summary its threshold and ranking (implied by initial_alignment = glands)",
     )
+    parser.add_argument(
+        "--gland-models-from",
+        metavar="CVDIR",
+        help="use the fold gland models of this other cross-validation folder (the same split) instead of training "
+        "them: gland recipes compared on the same registration fold models (implies --glands)",
+    )
+    add_mirror_option(parser)
     add_arguments(parser)
     parser.set_defaults(func=run_crossval)
 
@@ -39,8 +47,16 @@ def run_crossval(args) -> int:
 
     flags = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     stages = [config_from(ini, flags) for ini in args.configs]
-    crossval = CrossValidation(stages, args.folds, args.output, args.resume, args.overwrite, glands=args.glands)
-    summary = crossval.run(stages[0].device)
+    crossval = CrossValidation(
+        stages,
+        args.folds,
+        args.output,
+        args.resume,
+        args.overwrite,
+        glands=args.glands or bool(args.gland_models_from),
+        gland_models_from=args.gland_models_from,
+    )
+    summary = crossval.run(stages[0].device, args.mirror)
     print_before_after(
         [
             {"fold": f["fold"], "pairs": f["n_pairs"], **{key: f[median] for key, median in FOLD_MEDIANS.items()}}
@@ -59,6 +75,19 @@ def run_crossval(args) -> int:
             f"{quality['spearman_quality_centroid_vs_tre']:.2f} (centroid distance); below Dice "
             f"{quality['dice_threshold']:.3f}: {quality['n_flagged']} pairs flagged, median TRE "
             f"{quality['tre_mm_median_flagged']:.2f} mm vs {quality['tre_mm_median_unflagged']:.2f} mm"
+        )
+        detector = quality["detector"]
+        print(
+            f"as a failure detector: flags {detector['share_of_failed_flagged']:.0%} of the {detector['n_failed']} "
+            f"pairs with TRE > {detector['failure_tre_mm']:g} mm and {detector['share_of_others_flagged']:.0%} of the others"
+        )
+    spread = summary.get("uncertainty")
+    if spread:
+        print(
+            f"fields' spread at {spread['n_landmarks']} landmarks (median {spread['spread_mm_median']:.2f} mm): "
+            f"Spearman with the TRE {spread['spearman_spread_vs_tre']:.2f}, ROC AUC for TRE > "
+            f"{spread['large_tre_mm']:g} mm {spread['auc_large_tre']:.2f}; above the folds' thresholds {spread['n_flagged']} landmarks, median "
+            f"TRE {spread['tre_mm_median_flagged']:.2f} mm vs {spread['tre_mm_median_unflagged']:.2f} mm"
         )
     print(f"tables in {Path(args.output).resolve()}")
     return 0

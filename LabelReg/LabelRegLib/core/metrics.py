@@ -42,17 +42,33 @@ def spearman(a, b) -> float:
     keep = np.isfinite(a) & np.isfinite(b)
     if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:  # too few, or a constant: no ranking
         return float("nan")
-
-    def ranks(x: np.ndarray) -> np.ndarray:
-        order = np.argsort(x, kind="stable")
-        rank = np.empty(len(x))
-        rank[order] = np.arange(len(x), dtype=float)
-        values, counts = np.unique(x, return_counts=True)
-        for value in values[counts > 1]:  # tied values share their mean rank
-            rank[x == value] = rank[x == value].mean()
-        return rank
-
     return float(np.corrcoef(ranks(a[keep]), ranks(b[keep]))[0, 1])
+
+
+def ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks from 0 (ties get their average rank)."""
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, kind="stable")
+    rank = np.empty(len(x))
+    rank[order] = np.arange(len(x), dtype=float)
+    values, counts = np.unique(x, return_counts=True)
+    for value in values[counts > 1]:  # tied values share their mean rank
+        rank[x == value] = rank[x == value].mean()
+    return rank
+
+
+def roc_auc(scores, positive) -> float:
+    """Area under the ROC curve of ``scores`` separating the ``positive`` cases (booleans) from the others: the
+    chance that a positive scores higher than a negative, ties counted half (Mann-Whitney U); NaN pairs dropped,
+    NaN without both classes."""
+    scores, positive = np.asarray(scores, dtype=float), np.asarray(positive, dtype=bool)
+    keep = np.isfinite(scores)
+    scores, positive = scores[keep], positive[keep]
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    rank_sum = ranks(scores)[positive].sum() + n_pos  # ranks from 1
+    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def folding(displacement_ras: Volume) -> float:

@@ -85,6 +85,9 @@ class CrossValidation:
         overwrite: start again over a folder that holds one.
         glands: also train a gland segmentation model per fold (quality score; implied by a glands alignment).
         gland_settings: its settings (default: :class:`.GlandSettings`).
+        gland_models_from: another cross-validation folder on the same split whose fold gland models
+            (``fold<k>/glands/model.pt``) this one uses instead of training its own (to compare gland recipes on the
+            same registration fold models).
         cases: the cases (default: read from the first stage's data settings).
         log: where progress lines go.
     """
@@ -100,12 +103,14 @@ class CrossValidation:
         log=print,
         glands: bool = False,
         gland_settings=None,
+        gland_models_from: str | Path | None = None,
     ):
         from ..core.outputs import check_output_folder
 
         self.stages = stages
         self.glands = glands or any(stage.initial_alignment == "glands" for stage in stages)
         self.gland_settings = gland_settings
+        self.gland_folder = Path(gland_models_from) if gland_models_from else None
         self.output = check_output_folder("--output", output)
         self.resume, self.overwrite, self.log = resume, overwrite, log
         first = stages[0]
@@ -167,7 +172,7 @@ class CrossValidation:
         ).validate()
 
     def gland_model(self, fold: int) -> Path:
-        return self.output / f"fold{fold}" / "glands" / "model.pt"
+        return (self.gland_folder or self.output) / f"fold{fold}" / "glands" / "model.pt"
 
     def train_glands(self, fold: int, device: str = "auto") -> Path:
         """The gland segmentation model of fold ``fold``, trained on the other folds' cases (kept when finished)."""
@@ -175,7 +180,9 @@ class CrossValidation:
 
         model = self.gland_model(fold)
         folder = model.parent
-        if (folder / DONE_NAME).is_file() and not self.overwrite:
+        if self.gland_folder is not None and not (folder / DONE_NAME).is_file():
+            raise InputError(str(folder), f"holds no finished gland model of fold {fold}")
+        if (folder / DONE_NAME).is_file() and (self.gland_folder is not None or not self.overwrite):
             self.log(f"fold {fold} glands: finished earlier ({model})")
             return model
         training_cases = [self.cases[i] for k, idx in enumerate(self.folds) if k != fold for i in idx]
@@ -203,19 +210,27 @@ class CrossValidation:
             write_text(folder / DONE_NAME, json.dumps({"model": str(model)}) + "\n")
         return model
 
-    def run(self, device: str = "auto") -> dict:
-        """Train and evaluate every fold; write the pooled tables and ``summary.json``; returns the summary."""
+    def run(self, device: str = "auto", mirror_axes: str | None = None) -> dict:
+        """Train and evaluate every fold; write the pooled tables and ``summary.json``; returns the summary.
+        ``mirror_axes``: the registrations' test-time mirroring (:class:`.Registrar`; None: as each model was
+        trained)."""
         from ..registration.registrar import Registrar
         from .evaluate import evaluate_cases, metric_columns, quality_ranking, write_metrics_csv
+        from .trust import self_check_detector, uncertainty_ranking
 
         rows, per_fold = [], []
         for fold, held_out in enumerate(self.folds):
             gland_model = self.train_glands(fold, device) if self.glands else False
             model = self.train_fold(fold)
             cases = [self.cases[i] for i in held_out]
-            registrar = Registrar(model, device, gland_model=gland_model)
+            registrar = Registrar(model, device, mirror_axes, gland_model=gland_model)
             _, fold_rows = evaluate_cases(
-                registrar, cases, self.output / f"fold{fold}" / "held_out", pictures=False, log=self.log
+                registrar,
+                cases,
+                self.output / f"fold{fold}" / "held_out",
+                pictures=False,
+                log=self.log,
+                uncertainty=True,
             )
             rows += [{**row, "fold": fold} for row in fold_rows]
             per_fold.append({"fold": fold, "cases": [case.name for case in cases], **pooled_summary(fold_rows)})
@@ -223,8 +238,13 @@ class CrossValidation:
         table = per_case_rows(rows)
         write_metrics_csv(table, self.output / "per_case.csv", list(table[0]))
         summary = {"folds": len(self.folds), **pooled_summary(rows), "per_fold": per_fold}
+        summary["uncertainty"] = uncertainty_ranking(rows)
         if self.glands:
             threshold = float(np.quantile([row["quality_dice"] for row in table], QUALITY_FLAG_FRACTION))
-            summary["quality"] = {"dice_threshold": threshold, **quality_ranking(rows, threshold)}
+            summary["quality"] = {
+                "dice_threshold": threshold,
+                **quality_ranking(rows, threshold),
+                "detector": self_check_detector(table, threshold),
+            }
         write_text(self.output / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary

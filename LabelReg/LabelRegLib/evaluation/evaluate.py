@@ -31,11 +31,14 @@ class CaseEvaluation:
 
 
 def evaluate_case(
-    registrar: Registrar, case: Case, alignment: str | None = None, passes: int | None = None
+    registrar: Registrar, case: Case, alignment: str | None = None, passes: int | None = None, uncertainty: bool = False
 ) -> CaseEvaluation:
-    """Register one case and measure every landmark before (initial alignment only) and after."""
+    """Register one case and measure every landmark before (initial alignment only) and after; with
+    ``uncertainty``, each landmark's ``spread_mm`` too (the fields' spread at its carried MR centroid)."""
+    from ..registration.uncertainty import spread_at_label
+
     fixed = case.fixed_image
-    result = registrar.register(case.moving_image, fixed, alignment, passes)
+    result = registrar.register(case.moving_image, fixed, alignment, passes, uncertainty=uncertainty)
     before = [resample_volume(label, fixed.shape, fixed.ijk_to_ras, result.initial) for label in case.moving_labels]
     after = [result.warp(label) for label in case.moving_labels]
     fold = folding(result.displacement)
@@ -55,6 +58,7 @@ def evaluate_case(
                 "folding": fold,
                 "runtime_s": result.runtime_s,
                 **extra,
+                **({"spread_mm": spread_at_label(result.uncertainty, a)} if uncertainty else {}),
             }
         )
     return CaseEvaluation(rows, result, before, after)
@@ -137,7 +141,7 @@ def metric_columns(rows: list[dict]) -> list[str]:
     from ..registration.quality import QUALITY_COLUMNS
 
     present = set(rows[0]) if rows else set()
-    return METRIC_COLUMNS + [c for c in (*QUALITY_COLUMNS, *GLAND_COLUMNS) if c in present]
+    return METRIC_COLUMNS + [c for c in (*QUALITY_COLUMNS, *GLAND_COLUMNS, "spread_mm") if c in present]
 
 
 def write_metrics_csv(rows: list[dict], path: Path, columns=None) -> None:
@@ -168,16 +172,17 @@ def evaluate_cases(
     pictures: bool = True,
     log=print,
     passes: int | None = None,
+    uncertainty: bool = False,
 ) -> tuple[dict, list[dict]]:
-    """Evaluate every case; write ``metrics.csv``, ``summary.json`` and one PNG per case into ``output_dir``.
-    Returns the summary and the per-landmark rows."""
+    """Evaluate every case; write ``metrics.csv``, ``summary.json`` and one PNG per case into ``output_dir``
+    (``uncertainty``: each landmark's spread too). Returns the summary and the per-landmark rows."""
     from .figures import case_figure
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for case in cases:
-        evaluation = evaluate_case(registrar, case, alignment, passes)
+        evaluation = evaluate_case(registrar, case, alignment, passes, uncertainty)
         rows += evaluation.rows
         gland = evaluation.rows[0]
         quality = evaluation.result.quality

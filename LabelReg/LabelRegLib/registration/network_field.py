@@ -12,10 +12,13 @@ import numpy as np
 from ..core.volume import Volume
 
 
-def network_field_ras(network, pair, device, mirror_axes: str = "", passes: int = 1) -> np.ndarray:
+def network_field_ras(
+    network, pair, device, mirror_axes: str = "", passes: int = 1, copies: bool = False
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """The field ``[K, J, I, 3]`` (RAS mm) that ``network`` predicts for a :class:`~..data.preprocess.WorkingPair`
     on its working grid: averaged over the pair mirrored along ``mirror_axes``; with ``passes`` > 1, the moving image
-    warped by the field so far and registered again, the fields composed."""
+    warped by the field so far and registered again, the fields composed. With ``copies``, also each mirrored copy's
+    own field of the first pass (for :mod:`.uncertainty`; else an empty list)."""
     import torch
 
     from ..core.spatial import ddf_voxel_to_ras, warp
@@ -24,24 +27,38 @@ def network_field_ras(network, pair, device, mirror_axes: str = "", passes: int 
     with torch.no_grad():
         moving_t = torch.as_tensor(pair.moving_image)[None, None].to(**layout)
         fixed_t = torch.as_tensor(pair.fixed_image)[None, None].to(**layout)
-        ddf = mirrored_prediction(network, moving_t, fixed_t, mirror_axes)
+        first = mirrored_copies(network, moving_t, fixed_t, mirror_axes)
+        ddf = average(first)
         for _ in range(passes - 1):
             # x -> x + d(x) then the field so far: total(x) = d(x) + ddf(x + d(x))
             warped = warp(moving_t, ddf).contiguous(memory_format=torch.channels_last_3d)
             step = mirrored_prediction(network, warped, fixed_t, mirror_axes)
             ddf = step + warp(ddf, step)
-        ddf = ddf[0].double().cpu()
-    return np.moveaxis(ddf_voxel_to_ras(ddf, pair.ijk_to_ras).numpy(), 0, -1)
+
+    def to_ras(voxel_field) -> np.ndarray:
+        return np.moveaxis(ddf_voxel_to_ras(voxel_field[0].double().cpu(), pair.ijk_to_ras).numpy(), 0, -1)
+
+    return to_ras(ddf), [to_ras(copy) for copy in first] if copies else []
 
 
 def mirrored_prediction(network, moving, fixed, axes: str = ""):
     """The network's voxel field ``[B, 3, K, J, I]`` (channels i, j, k), averaged with the fields it predicts for
-    the pair mirrored along each of ``axes`` (and each combination), each mirrored back: along an axis, the field
-    is flipped and its component on that axis negated. Both images share the working grid, so one reflection
-    mirrors the pair. The average is exactly equivariant: the mirrored pair gets the mirrored field. All copies
-    go through the network as one batch (faster than one by one on a CPU: the model card's speed row); at
-    inference the network treats each copy of a batch alone (instance or running statistics), so batching changes
-    no result."""
+    the pair mirrored along each of ``axes`` (and each combination), each mirrored back (:func:`mirrored_copies`).
+    The average is exactly equivariant: the mirrored pair gets the mirrored field."""
+    return average(mirrored_copies(network, moving, fixed, axes))
+
+
+def average(fields: list):
+    """The mean of one or more fields (the one field itself, exactly, when alone)."""
+    return fields[0] if len(fields) == 1 else sum(fields) / len(fields)
+
+
+def mirrored_copies(network, moving, fixed, axes: str = "") -> list:
+    """The voxel fields ``[B, 3, K, J, I]`` the network predicts for the pair and for the pair mirrored along each
+    of ``axes`` (and each combination), each mirrored back: along an axis, the field is flipped and its component on
+    that axis negated. Both images share the working grid, so one reflection mirrors the pair. All copies go through
+    the network as one batch (faster than one by one on a CPU: the model card's speed row); at inference the
+    network treats each copy of a batch alone (instance or running statistics), so batching changes no result."""
     from itertools import combinations
 
     import torch
@@ -51,7 +68,7 @@ def mirrored_prediction(network, moving, fixed, axes: str = ""):
     dims = [FLIP_DIMS[axis] for axis in axes]
     subsets = [list(c) for n in range(len(dims) + 1) for c in combinations(dims, n)]
     if len(subsets) == 1:
-        return network(moving, fixed)
+        return [network(moving, fixed)]
     layout = {"memory_format": torch.channels_last_3d}
     copies = len(moving)
 
@@ -62,15 +79,15 @@ def mirrored_prediction(network, moving, fixed, axes: str = ""):
         torch.cat([mirrored(moving, flips) for flips in subsets]),
         torch.cat([mirrored(fixed, flips) for flips in subsets]),
     )
-    total = 0
+    mirrored_back = []
     for n, flips in enumerate(subsets):
         field = fields[n * copies : (n + 1) * copies]
         if flips:
             sign = torch.ones(3, dtype=field.dtype, device=field.device)
             sign[[4 - d for d in flips]] = -1.0  # tensor dimension 4, 3, 2 (i, j, k) -> field channel 0, 1, 2
             field = field.flip(flips) * sign.view(1, 3, 1, 1, 1)
-        total = total + field
-    return total / len(subsets)
+        mirrored_back.append(field)
+    return mirrored_back
 
 
 def compose_with_initial(field_ras: np.ndarray, fixed: Volume, initial: np.ndarray) -> np.ndarray:

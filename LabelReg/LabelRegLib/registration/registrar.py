@@ -38,6 +38,9 @@ class RegistrationResult:
     quality: object = None  # quality.Quality: the registration's self-check (None without a gland model)
     glands: tuple = ()  # the predicted (MR, US) glands (glands.Gland), when a gland model ran
     stage_s: dict = field(default_factory=dict)  # seconds per stage: segmentation, alignment, network, composition
+    # with ``uncertainty``: the spread (mm, [K, J, I] on the fixed grid) of every start's and mirrored copy's field
+    uncertainty: Volume | None = None
+    copies: list = field(default_factory=list, repr=False)  # those fields, until the spread is computed
 
     def warp(self, moving: Volume) -> Volume:
         """``moving`` (an image or a label) resampled onto the fixed grid through the registration."""
@@ -133,7 +136,13 @@ class Registrar:
         return "best" if own == "centers" and self.glands is not None else own
 
     def register(
-        self, moving: Volume, fixed: Volume, alignment: str | None = None, passes: int | None = None, warn: bool = True
+        self,
+        moving: Volume,
+        fixed: Volume,
+        alignment: str | None = None,
+        passes: int | None = None,
+        warn: bool = True,
+        uncertainty: bool = False,
     ) -> RegistrationResult:
         """Register ``moving`` (MR) to ``fixed`` (US). ``alignment``: ``centers``, ``physical``, ``glands`` or
         ``best`` (from the centres and from the glands, keeping the registration whose self-check Dice is higher);
@@ -141,7 +150,8 @@ class Registrar:
         the previous passes and composes the fields (a cascade; default: the model header's ``inference_passes``,
         else 1). Warnings are kept in the result's ``warnings`` and, with ``warn``, also issued with
         :func:`warnings.warn` (``warn=False`` where several threads register: the ``warnings`` module's filters
-        are process-wide)."""
+        are process-wide). ``uncertainty``: also the spread of the fields of every start and mirrored copy
+        (:mod:`.uncertainty`), in the result's ``uncertainty``."""
         self.check_inputs(moving, fixed)
         started = time.perf_counter()
         alignment = self.default_alignment() if alignment in (None, "auto") else alignment
@@ -153,9 +163,17 @@ class Registrar:
             glands = self.glands.segment_pair(moving, fixed)
             timer.lap("segmentation")
         starts = ("centers", "glands") if alignment == "best" else (alignment,)
-        attempts = [self._register_from(start, moving, fixed, glands, passes, timer) for start in starts]
+        attempts = [self._register_from(start, moving, fixed, glands, passes, timer, uncertainty) for start in starts]
         # the better self-check wins; on a tie the first start (the centres)
         result = max(attempts, key=lambda attempt: attempt.quality.dice if attempt.quality else 0.0)
+        if uncertainty:
+            from .uncertainty import field_spread_mm
+
+            spread = field_spread_mm([copy for attempt in attempts for copy in attempt.copies])
+            result.uncertainty = Volume(spread, fixed.ijk_to_ras.copy(), f"{moving.name}_to_{fixed.name}_spread_mm")
+            for attempt in attempts:
+                attempt.copies = []
+            timer.lap("uncertainty")
         if result.quality is not None and result.quality.flagged:
             result.warnings.append(f"{moving.name} -> {fixed.name}: {result.quality.text()}")
         if warn:
@@ -165,10 +183,18 @@ class Registrar:
         return result
 
     def _register_from(
-        self, alignment: str, moving: Volume, fixed: Volume, glands: tuple, passes: int | None, timer: StageTimer
+        self,
+        alignment: str,
+        moving: Volume,
+        fixed: Volume,
+        glands: tuple,
+        passes: int | None,
+        timer: StageTimer,
+        copies: bool = False,
     ) -> RegistrationResult:
         """One registration from one initial ``alignment`` (``glands`` given when a gland model ran); its
-        quality when there are glands; runtime and stage times are the caller's."""
+        quality when there are glands; with ``copies``, each mirrored copy's complete field; runtime and stage
+        times are the caller's."""
         header, initial, messages = self.model.header, None, []
         if alignment == "glands":
             from .gland_alignment import glands_initial
@@ -195,15 +221,11 @@ class Registrar:
                 "(retrain or fine-tune on volumes like it)"
             )
         passes = int(passes or header.get("inference_passes", 1))
-        field_ras = network_field_ras(self.network, pair, self.device, self.mirror_axes, passes)  # working grid
+        # on the working grid
+        field_ras, copy_fields = network_field_ras(self.network, pair, self.device, self.mirror_axes, passes, copies)
         timer.lap("network")
-        on_fixed_grid = pair.shape == fixed.shape and np.allclose(pair.ijk_to_ras, fixed.ijk_to_ras)
-        if not on_fixed_grid:  # the network ran at the model's working spacing: interpolate the field to the fixed grid
-            field_ras = resample_volume(Volume(field_ras, pair.ijk_to_ras), fixed.shape, fixed.ijk_to_ras).array
         displacement = Volume(
-            compose_with_initial(field_ras.astype(np.float64), fixed, pair.initial).astype(np.float32),
-            fixed.ijk_to_ras.copy(),
-            f"{moving.name}_to_{fixed.name}",
+            complete_field(field_ras, pair, fixed), fixed.ijk_to_ras.copy(), f"{moving.name}_to_{fixed.name}"
         )
         timer.lap("composition")
         quality = None
@@ -212,7 +234,18 @@ class Registrar:
 
             quality = quality_score(*glands, displacement, self.glands.header.get("quality_dice_threshold"))
             timer.lap("quality")
-        return RegistrationResult(displacement, pair.initial, 0.0, str(self.device), messages, quality, glands)
+        result = RegistrationResult(displacement, pair.initial, 0.0, str(self.device), messages, quality, glands)
+        result.copies = [complete_field(copy, pair, fixed) for copy in copy_fields]
+        return result
+
+
+def complete_field(field_ras: np.ndarray, pair, fixed: Volume) -> np.ndarray:
+    """The network's field on the working grid of ``pair`` made the complete displacement on the fixed grid (RAS mm,
+    float32): interpolated there when the network ran at another spacing, composed with the initial alignment."""
+    on_fixed_grid = pair.shape == fixed.shape and np.allclose(pair.ijk_to_ras, fixed.ijk_to_ras)
+    if not on_fixed_grid:
+        field_ras = resample_volume(Volume(field_ras, pair.ijk_to_ras), fixed.shape, fixed.ijk_to_ras).array
+    return compose_with_initial(field_ras.astype(np.float64), fixed, pair.initial).astype(np.float32)
 
 
 class StageTimer:
