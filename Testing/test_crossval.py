@@ -138,3 +138,24 @@ def test_gland_models_taken_from_another_folder_must_be_finished_there(phantom_f
     assert crossval.gland_model(1) == tmp_path / "none" / "fold1" / "glands" / "model.pt"
     with pytest.raises(InputError, match="holds no finished gland model of fold 0"):
         crossval.run("cpu")
+
+
+@pytest.mark.slow
+def test_folds_run_one_by_one_then_pool_without_training_again(phantom_folder, tmp_path):
+    """``--fold K`` trains and evaluates one fold (one process per fold, in parallel); a run without it pools."""
+    recipe = tmp_path / "recipe.ini"
+    recipe.write_text(RECIPE.format(data=phantom_folder, out=tmp_path, extra=""))
+    output = tmp_path / "cv"
+    code, printed = _crossval("crossval", recipe, "--folds", 3, "--output", output, "--fold", 1)
+    assert code == 0 and "run again without --fold to pool" in printed
+    assert (output / "fold1" / "held_out" / "metrics.csv").is_file() and not (output / "fold0").exists()
+    assert not (output / "summary.json").exists(), "one fold is not the estimate"
+    code, _ = _crossval("crossval", recipe, "--folds", 3, "--output", output, "--fold", 0, "--fold", 2)
+    assert code == 0
+    code, printed = _crossval("crossval", recipe, "--folds", 3, "--output", output, "--resume")
+    assert code == 0 and printed.count("finished earlier") == 3
+    assert json.loads((output / "summary.json").read_text())["n_pairs"] == 6
+    errors = io.StringIO()
+    with redirect_stderr(errors):
+        assert cli.main(["crossval", str(recipe), "--output", str(output), "--fold", "3"]) == 2
+    assert "--fold: 3: the folds are 0 to 2" in errors.getvalue()

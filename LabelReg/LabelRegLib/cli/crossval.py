@@ -36,6 +36,14 @@ def add_parser(commands):
         help="use the fold gland models of this other cross-validation folder (the same split) instead of training "
         "them: gland recipes compared on the same registration fold models (implies --glands)",
     )
+    parser.add_argument(
+        "--fold",
+        type=int,
+        action="append",
+        metavar="K",
+        help="train and evaluate fold K only (repeatable; implies --resume): one process per fold, in parallel; a "
+        "run without --fold then pools them (finished folds are kept)",
+    )
     add_mirror_option(parser)
     add_arguments(parser)
     parser.set_defaults(func=run_crossval)
@@ -51,12 +59,12 @@ def run_crossval(args) -> int:
         stages,
         args.folds,
         args.output,
-        args.resume,
+        args.resume or bool(args.fold),
         args.overwrite,
         glands=args.glands or bool(args.gland_models_from),
         gland_models_from=args.gland_models_from,
     )
-    summary = crossval.run(stages[0].device, args.mirror)
+    summary = crossval.run(stages[0].device, args.mirror, args.fold)
     print_before_after(
         [
             {"fold": f["fold"], "pairs": f["n_pairs"], **{key: f[median] for key, median in FOLD_MEDIANS.items()}}
@@ -64,6 +72,9 @@ def run_crossval(args) -> int:
         ],
         {"fold": 6, "pairs": 6},
     )
+    if args.fold:
+        print(f"fold(s) {', '.join(map(str, args.fold))} done; run again without --fold to pool every fold")
+        return 0
     print(
         f"pooled over {summary['n_pairs']} held-out pairs: {medians(summary)}; folding max {summary['folding_max']:.4g}; "
         f"{len(summary['cases_worse_than_start'])} pairs end with a lower gland Dice than they start"

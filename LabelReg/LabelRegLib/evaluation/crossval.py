@@ -210,30 +210,26 @@ class CrossValidation:
             write_text(folder / DONE_NAME, json.dumps({"model": str(model)}) + "\n")
         return model
 
-    def run(self, device: str = "auto", mirror_axes: str | None = None) -> dict:
+    def run(self, device: str = "auto", mirror_axes: str | None = None, only: list[int] | None = None) -> dict:
         """Train and evaluate every fold; write the pooled tables and ``summary.json``; returns the summary.
         ``mirror_axes``: the registrations' test-time mirroring (:class:`.Registrar`; None: as each model was
-        trained)."""
-        from ..registration.registrar import Registrar
-        from .evaluate import evaluate_cases, metric_columns, quality_ranking, write_metrics_csv
+        trained). ``only``: these folds alone, trained and evaluated, nothing pooled (folds in parallel processes,
+        pooled by a run over every fold, which keeps the finished ones); returns their ``per_fold`` entries."""
+        from .evaluate import metric_columns, quality_ranking, write_metrics_csv
         from .trust import self_check_detector, uncertainty_ranking
 
+        for fold in only or ():
+            if not 0 <= fold < len(self.folds):
+                raise InputError("--fold", f"{fold}: the folds are 0 to {len(self.folds) - 1}")
         rows, per_fold = [], []
-        for fold, held_out in enumerate(self.folds):
-            gland_model = self.train_glands(fold, device) if self.glands else False
-            model = self.train_fold(fold)
-            cases = [self.cases[i] for i in held_out]
-            registrar = Registrar(model, device, mirror_axes, gland_model=gland_model)
-            _, fold_rows = evaluate_cases(
-                registrar,
-                cases,
-                self.output / f"fold{fold}" / "held_out",
-                pictures=False,
-                log=self.log,
-                uncertainty=True,
+        for fold in only or range(len(self.folds)):
+            fold_rows = self.evaluate_fold(fold, device, mirror_axes)
+            rows += fold_rows
+            per_fold.append(
+                {"fold": fold, "cases": [self.cases[i].name for i in self.folds[fold]], **pooled_summary(fold_rows)}
             )
-            rows += [{**row, "fold": fold} for row in fold_rows]
-            per_fold.append({"fold": fold, "cases": [case.name for case in cases], **pooled_summary(fold_rows)})
+        if only:
+            return {"per_fold": per_fold}
         write_metrics_csv(rows, self.output / "metrics.csv", [*metric_columns(rows), "fold"])
         table = per_case_rows(rows)
         write_metrics_csv(table, self.output / "per_case.csv", list(table[0]))
@@ -248,3 +244,21 @@ class CrossValidation:
             }
         write_text(self.output / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
+
+    def evaluate_fold(self, fold: int, device: str = "auto", mirror_axes: str | None = None) -> list[dict]:
+        """Fold ``fold``'s models (trained first where not finished) register its held-out pairs (rows in
+        ``fold<k>/held_out``, each landmark's spread included); the per-landmark rows, with their fold."""
+        from ..registration.registrar import Registrar
+        from .evaluate import evaluate_cases
+
+        gland_model = self.train_glands(fold, device) if self.glands else False
+        registrar = Registrar(self.train_fold(fold), device, mirror_axes, gland_model=gland_model)
+        _, rows = evaluate_cases(
+            registrar,
+            [self.cases[i] for i in self.folds[fold]],
+            self.output / f"fold{fold}" / "held_out",
+            pictures=False,
+            log=self.log,
+            uncertainty=True,
+        )
+        return [{**row, "fold": fold} for row in rows]
