@@ -221,7 +221,7 @@ class Registrar:
                 "(retrain or fine-tune on volumes like it)"
             )
         passes = int(passes or header.get("inference_passes", 1))
-        # on the working grid
+        # the field on the working grid (and, for the spread, each mirrored copy's own)
         field_ras, copy_fields = network_field_ras(self.network, pair, self.device, self.mirror_axes, passes, copies)
         timer.lap("network")
         displacement = Volume(
@@ -235,7 +235,9 @@ class Registrar:
             quality = quality_score(*glands, displacement, self.glands.header.get("quality_dice_threshold"))
             timer.lap("quality")
         result = RegistrationResult(displacement, pair.initial, 0.0, str(self.device), messages, quality, glands)
-        result.copies = [complete_field(copy, pair, fixed) for copy in copy_fields]
+        if copies:
+            result.copies = [complete_field(copy, pair, fixed) for copy in copy_fields]
+            timer.lap("uncertainty")
         return result
 
 
