@@ -1,6 +1,6 @@
 """The glands alignment, cross-validated: how well each start aligns pairs whose gland model never saw them.
 
-    python Testing/Benchmarks/crossval_gland_alignment.py RECIPE.ini --folds K --output CVDIR [--register]
+    python Testing/Benchmarks/crossval_gland_alignment.py RECIPE.ini --folds K --output CVDIR [--register] [--only-fold K]
 
 reads the fold gland models of a ``labelreg crossval --glands`` folder (``CVDIR/fold<k>/glands/model.pt``,
 trained on the other folds' cases) and, for every held-out case, prints:
@@ -43,6 +43,7 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--output", required=True, help="the labelreg crossval --glands folder")
     parser.add_argument("--register", action="store_true", help="also register from each start (the fold models)")
+    parser.add_argument("--only-fold", type=int, action="append", help="measure this fold only (repeatable)")
     args = parser.parse_args()
 
     crossval = CrossValidation([train_config_from_ini(args.recipe)], args.folds, args.output, resume=True)
@@ -51,6 +52,8 @@ def main() -> int:
     seconds = {mode: [] for mode in modes}
     accuracy, after = [], {mode: [] for mode in modes}
     for fold, held_out in enumerate(crossval.folds):
+        if args.only_fold and fold not in args.only_fold:
+            continue
         segmenter = GlandSegmenter(crossval.gland_model(fold), "cpu")
         if args.register:
             from LabelRegLib.evaluation.evaluate import evaluate_case
