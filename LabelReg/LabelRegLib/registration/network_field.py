@@ -18,7 +18,8 @@ def network_field_ras(
     """The field ``[K, J, I, 3]`` (RAS mm) that ``network`` predicts for a :class:`~..data.preprocess.WorkingPair`
     on its working grid: averaged over the pair mirrored along ``mirror_axes``; with ``passes`` > 1, the moving image
     warped by the field so far and registered again, the fields composed. With ``copies``, also each mirrored copy's
-    own field of the first pass (for :mod:`.uncertainty`; else an empty list)."""
+    own field of the first pass (for :mod:`.uncertainty`; else an empty list; the field itself when it is the only
+    copy)."""
     import torch
 
     from ..core.spatial import ddf_voxel_to_ras, warp
@@ -38,7 +39,10 @@ def network_field_ras(
     def to_ras(voxel_field) -> np.ndarray:
         return np.moveaxis(ddf_voxel_to_ras(voxel_field[0].double().cpu(), pair.ijk_to_ras).numpy(), 0, -1)
 
-    return to_ras(ddf), [to_ras(copy) for copy in first] if copies else []
+    field_ras = to_ras(ddf)
+    if not copies:
+        return field_ras, []
+    return field_ras, [field_ras] if passes == 1 and len(first) == 1 else [to_ras(copy) for copy in first]
 
 
 def mirrored_prediction(network, moving, fixed, axes: str = ""):

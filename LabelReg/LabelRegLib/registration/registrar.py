@@ -236,7 +236,10 @@ class Registrar:
             timer.lap("quality")
         result = RegistrationResult(displacement, pair.initial, 0.0, str(self.device), messages, quality, glands)
         if copies:
-            result.copies = [complete_field(copy, pair, fixed) for copy in copy_fields]
+            # a copy that is the field itself (no mirroring, one pass) is not interpolated and composed again
+            result.copies = [
+                displacement.array if copy is field_ras else complete_field(copy, pair, fixed) for copy in copy_fields
+            ]
             timer.lap("uncertainty")
         return result
 
